@@ -100,6 +100,9 @@ fn check_flags(packet: PacketType, flags: u8) -> Result<(), DecodeError> {
     }
 }
 
+/// The most [`Decoder::decode`] reserves ahead for a partly received packet.
+const RESERVE_LIMIT: usize = 64 * 1024;
+
 /// Incremental decoder for one connection's byte stream.
 ///
 /// Feed it the connection's read buffer; it splits off and decodes each complete packet,
@@ -169,7 +172,9 @@ impl Decoder {
             return Ok(None);
         };
         if buf.len() < header.total_len() {
-            buf.reserve(header.total_len() - buf.len());
+            // Make room for more of the body, but never on the peer's word alone: a header
+            // announcing 256 MB costs nothing until the bytes actually arrive.
+            buf.reserve((header.total_len() - buf.len()).min(RESERVE_LIMIT));
             return Ok(None);
         }
         buf.advance(header.header_len);
@@ -240,6 +245,20 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((h.header_len, h.remaining_len), (4, 16_384));
+    }
+
+    #[test]
+    fn announced_size_is_not_reserved_up_front() {
+        // A PUBLISH header announcing 200,000,000 bytes, followed by 3 of them.
+        let mut buf = BytesMut::from(&[0x30, 0x80, 0x84, 0xAF, 0x5F, 0, 1, b'a'][..]);
+        let mut decoder = Decoder::new(Some(Protocol::V311), Decoder::MAX_PACKET_SIZE);
+        assert_eq!(decoder.decode(&mut buf), Ok(None));
+        assert!(
+            buf.capacity() <= 8 + RESERVE_LIMIT,
+            "reserved {}",
+            buf.capacity()
+        );
+        assert_eq!(buf.len(), 8, "nothing is consumed while incomplete");
     }
 
     #[test]

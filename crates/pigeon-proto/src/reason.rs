@@ -181,6 +181,13 @@ impl ReasonCode {
     }
 }
 
+impl Default for ReasonCode {
+    /// Success (0x00).
+    fn default() -> Self {
+        ReasonCode::SUCCESS
+    }
+}
+
 impl fmt::Debug for ReasonCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ReasonCode(0x{:02X})", self.0)
@@ -209,7 +216,11 @@ mod tests {
             (ReasonCode::NO_MATCHING_SUBSCRIBERS, P::PubRel, false),
             (ReasonCode::PACKET_IDENTIFIER_NOT_FOUND, P::PubComp, true),
             (ReasonCode::PACKET_IDENTIFIER_NOT_FOUND, P::PubAck, false),
-            (ReasonCode::DISCONNECT_WITH_WILL_MESSAGE, P::Disconnect, true),
+            (
+                ReasonCode::DISCONNECT_WITH_WILL_MESSAGE,
+                P::Disconnect,
+                true,
+            ),
             (ReasonCode::CONTINUE_AUTHENTICATION, P::Auth, true),
             (ReasonCode::CONTINUE_AUTHENTICATION, P::ConnAck, false),
             (ReasonCode::MALFORMED_PACKET, P::PubAck, false),
@@ -225,10 +236,19 @@ mod tests {
 
     #[test]
     fn names_depend_on_packet() {
-        assert_eq!(ReasonCode(0).description(PacketType::Disconnect), "Normal disconnection");
-        assert_eq!(ReasonCode(0).description(PacketType::SubAck), "Granted QoS 0");
+        assert_eq!(
+            ReasonCode(0).description(PacketType::Disconnect),
+            "Normal disconnection"
+        );
+        assert_eq!(
+            ReasonCode(0).description(PacketType::SubAck),
+            "Granted QoS 0"
+        );
         assert_eq!(ReasonCode(0).description(PacketType::PubAck), "Success");
-        assert_eq!(ReasonCode(0x97).description(PacketType::PubAck), "Quota exceeded");
+        assert_eq!(
+            ReasonCode(0x97).description(PacketType::PubAck),
+            "Quota exceeded"
+        );
     }
 
     #[test]

@@ -21,12 +21,6 @@ pub struct ConnAck {
     pub properties: ConnAckProperties,
 }
 
-impl Default for ReasonCode {
-    fn default() -> Self {
-        ReasonCode::SUCCESS
-    }
-}
-
 impl ConnAck {
     pub(crate) fn decode(r: &mut Reader<'_>, protocol: Protocol) -> Result<Self, DecodeError> {
         let flags = r.u8()?;

@@ -203,14 +203,12 @@ impl Packet {
         protocol: Option<Protocol>,
     ) -> Result<Packet, DecodeError> {
         let mut r = Reader::new(&body, packet_type);
-        if packet_type == PacketType::Connect {
-            return Ok(Packet::Connect(Box::new(Connect::decode(&mut r)?)));
-        }
         // Before CONNECT has told us the version, read as 3.1.1: only a client that sends
-        // something else first gets here, and it is closed anyway [MQTT-3.1.0-1].
+        // something else first gets here, and it is closed anyway [MQTT-3.1.0-1]. CONNECT
+        // states its own version.
         let protocol = protocol.unwrap_or(Protocol::V311);
         let packet = match packet_type {
-            PacketType::Connect => unreachable!("handled above"),
+            PacketType::Connect => Packet::Connect(Box::new(Connect::decode(&mut r)?)),
             PacketType::ConnAck => Packet::ConnAck(ConnAck::decode(&mut r, protocol)?),
             PacketType::Publish => Packet::Publish(Publish::decode(&mut r, flags, protocol)?),
             PacketType::PubAck => Packet::PubAck(PubAck::decode(&mut r, protocol)?),
@@ -219,9 +217,7 @@ impl Packet {
             PacketType::PubComp => Packet::PubComp(PubComp::decode(&mut r, protocol)?),
             PacketType::Subscribe => Packet::Subscribe(Subscribe::decode(&mut r, protocol)?),
             PacketType::SubAck => Packet::SubAck(SubAck::decode(&mut r, protocol)?),
-            PacketType::Unsubscribe => {
-                Packet::Unsubscribe(Unsubscribe::decode(&mut r, protocol)?)
-            }
+            PacketType::Unsubscribe => Packet::Unsubscribe(Unsubscribe::decode(&mut r, protocol)?),
             PacketType::UnsubAck => Packet::UnsubAck(UnsubAck::decode(&mut r, protocol)?),
             PacketType::PingReq => Packet::PingReq(PingReq::decode(&mut r)?),
             PacketType::PingResp => Packet::PingResp(PingResp::decode(&mut r)?),
