@@ -27,7 +27,7 @@ impl FrameHeader {
     /// Parses a fixed header from the start of `buf`.
     ///
     /// Returns `Ok(None)` while the header is incomplete. Rejects reserved packet types
-    /// (AUTH before MQTT 5.0), flags the spec fixes otherwise, a Remaining Length over four
+    /// (AUTH before MQTT 5.0, or before CONNECT), flags the spec fixes otherwise, a Remaining Length over four
     /// bytes, and packets larger than `max_packet_size`, all before any of the body is
     /// needed. `protocol` is `None` before CONNECT has been decoded.
     ///
@@ -44,7 +44,8 @@ impl FrameHeader {
         let type_bits = first >> 4;
         let flags = first & 0x0F;
         let packet_type = match PacketType::from_u8(type_bits) {
-            Some(PacketType::Auth) if protocol.is_some_and(|p| !p.is_v5()) => {
+            // AUTH exists only in 5.0, and only after CONNECT has said so.
+            Some(PacketType::Auth) if !protocol.is_some_and(Protocol::is_v5) => {
                 return Err(DecodeError::ReservedPacketType(type_bits));
             }
             Some(t) => t,
@@ -308,5 +309,10 @@ mod tests {
             Err(DecodeError::ReservedPacketType(15))
         );
         assert!(FrameHeader::parse(&[0xF0, 0x00], Some(Protocol::V5), 100).is_ok());
+        // Before CONNECT the version is unknown, and AUTH cannot come first [MQTT-3.1.0-1].
+        assert_eq!(
+            FrameHeader::parse(&[0xF0, 0x00], None, 100),
+            Err(DecodeError::ReservedPacketType(15))
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 use std::borrow::Borrow;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 
 use bytes::Bytes;
@@ -25,7 +26,7 @@ pub enum StringError {
 ///
 /// The invariant, checked on construction: well-formed UTF-8 (so no surrogates), no U+0000,
 /// at most 65,535 bytes. The text shares the buffer it was decoded from.
-#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct MqttString(Bytes);
 
 impl MqttString {
@@ -111,6 +112,14 @@ impl Deref for MqttString {
     }
 }
 
+/// Hashes as `str` does, so that `Borrow<str>` lookups (`HashMap<MqttString, _>::get("a")`)
+/// find their keys.
+impl Hash for MqttString {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
 impl AsRef<str> for MqttString {
     fn as_ref(&self) -> &str {
         self.as_str()
@@ -178,7 +187,13 @@ mod tests {
     // [MQTT-1.5.4-1]: ill-formed UTF-8, including encoded surrogates U+D800..U+DFFF.
     #[test]
     fn rejects_ill_formed_utf8_and_surrogates() {
-        for bad in [&b"\xff"[..], b"\xc0\x80", b"\xed\xa0\x80", b"\xed\xbf\xbf", b"a\xe2\x82"] {
+        for bad in [
+            &b"\xff"[..],
+            b"\xc0\x80",
+            b"\xed\xa0\x80",
+            b"\xed\xbf\xbf",
+            b"a\xe2\x82",
+        ] {
             assert_eq!(
                 MqttString::from_bytes(Bytes::copy_from_slice(bad)),
                 Err(StringError::InvalidUtf8),
@@ -199,7 +214,10 @@ mod tests {
     #[test]
     fn rejects_over_long_strings() {
         let long = "x".repeat(65_536);
-        assert_eq!(MqttString::try_from(long), Err(StringError::TooLong(65_536)));
+        assert_eq!(
+            MqttString::try_from(long),
+            Err(StringError::TooLong(65_536))
+        );
         assert!(MqttString::try_from("x".repeat(65_535)).is_ok());
     }
 
@@ -211,11 +229,38 @@ mod tests {
     }
 
     #[test]
+    fn hash_lookups_by_str_work() {
+        let mut set = std::collections::HashSet::new();
+        set.insert(MqttString::from_static("abc"));
+        assert!(set.contains("abc"));
+    }
+
+    #[test]
     fn flags_disallowed_code_points() {
-        assert!(MqttString::try_from("a\u{1}").unwrap().has_disallowed_code_points());
-        assert!(MqttString::try_from("\u{9f}").unwrap().has_disallowed_code_points());
-        assert!(MqttString::try_from("\u{fffe}").unwrap().has_disallowed_code_points());
-        assert!(MqttString::try_from("\u{1ffff}").unwrap().has_disallowed_code_points());
-        assert!(!MqttString::try_from("hello/wörld").unwrap().has_disallowed_code_points());
+        assert!(
+            MqttString::try_from("a\u{1}")
+                .unwrap()
+                .has_disallowed_code_points()
+        );
+        assert!(
+            MqttString::try_from("\u{9f}")
+                .unwrap()
+                .has_disallowed_code_points()
+        );
+        assert!(
+            MqttString::try_from("\u{fffe}")
+                .unwrap()
+                .has_disallowed_code_points()
+        );
+        assert!(
+            MqttString::try_from("\u{1ffff}")
+                .unwrap()
+                .has_disallowed_code_points()
+        );
+        assert!(
+            !MqttString::try_from("hello/wörld")
+                .unwrap()
+                .has_disallowed_code_points()
+        );
     }
 }
