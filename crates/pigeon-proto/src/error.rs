@@ -245,7 +245,10 @@ mod tests {
             DecodeError::PacketTooLarge { size: 10, max: 5 }.reason_code(),
             ReasonCode::PACKET_TOO_LARGE
         );
-        assert_eq!(DecodeError::InvalidQoS.reason_code(), ReasonCode::MALFORMED_PACKET);
+        assert_eq!(
+            DecodeError::InvalidQoS.reason_code(),
+            ReasonCode::MALFORMED_PACKET
+        );
         assert_eq!(
             DecodeError::DuplicateProperty(0x11).reason_code(),
             ReasonCode::PROTOCOL_ERROR

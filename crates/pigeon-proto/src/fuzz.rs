@@ -12,7 +12,12 @@ use crate::{Decoder, Protocol, TopicFilter, TopicName};
 /// # Panics
 /// When the oracle fails: that is the bug the fuzzer looks for.
 pub fn decode_roundtrip(data: &[u8]) {
-    for protocol in [None, Some(Protocol::V31), Some(Protocol::V311), Some(Protocol::V5)] {
+    for protocol in [
+        None,
+        Some(Protocol::V31),
+        Some(Protocol::V311),
+        Some(Protocol::V5),
+    ] {
         let mut decoder = Decoder::new(protocol, Decoder::MAX_PACKET_SIZE);
         let mut buf = BytesMut::from(data);
         while let Ok(Some(packet)) = decoder.decode(&mut buf) {
@@ -24,12 +29,20 @@ pub fn decode_roundtrip(data: &[u8]) {
             packet
                 .encode(version, &mut out)
                 .unwrap_or_else(|e| panic!("decoded {packet:?} but cannot encode it: {e}"));
-            assert_eq!(out.len(), packet.encoded_len(version), "encoded_len of {packet:?}");
+            assert_eq!(
+                out.len(),
+                packet.encoded_len(version),
+                "encoded_len of {packet:?}"
+            );
             let mut again = Decoder::new(Some(version), Decoder::MAX_PACKET_SIZE);
             let decoded = again
                 .decode(&mut out)
                 .unwrap_or_else(|e| panic!("re-encoded {packet:?} does not decode: {e}"));
-            assert_eq!(decoded.as_ref(), Some(&packet), "round trip changed the packet");
+            assert_eq!(
+                decoded.as_ref(),
+                Some(&packet),
+                "round trip changed the packet"
+            );
             assert!(out.is_empty(), "re-encoded {packet:?} left bytes over");
         }
     }

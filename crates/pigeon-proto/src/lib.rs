@@ -23,10 +23,12 @@
 //! Layout:
 //! - [`Decoder`], [`Packet`]: framing, incremental decoding, encoding.
 //! - `packet/`: one module per control packet type.
-//! - [`properties`](crate::properties): MQTT 5.0 properties, one typed set per packet.
+//! - [`properties`]: MQTT 5.0 properties, one typed set per packet.
 //! - [`ReasonCode`], [`DecodeError`], [`EncodeError`].
-//! - [`TopicName`], [`TopicFilter`], [`matches`]: topic validation and matching.
+//! - [`TopicName`], [`TopicFilter`], [`matches()`]: topic validation and matching.
 //! - [`MqttString`]: validated UTF-8 strings.
+
+#![warn(missing_docs)]
 
 mod codec;
 mod error;
@@ -47,9 +49,8 @@ pub use crate::codec::MAX_VAR_INT;
 pub use crate::error::{DecodeError, EncodeError};
 pub use crate::frame::{Decoder, FrameHeader};
 pub use crate::packet::{
-    Auth, ConnAck, Connect, Disconnect, Packet, PingReq, PingResp, PubAck, PubComp, PubRec,
-    PubRel, Publish, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck,
-    Unsubscribe, Will,
+    Auth, ConnAck, Connect, Disconnect, Packet, PingReq, PingResp, PubAck, PubComp, PubRec, PubRel,
+    Publish, RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe, Will,
 };
 pub use crate::properties::PayloadFormat;
 pub use crate::reason::ReasonCode;
