@@ -1,7 +1,14 @@
 //! `pigeon-broker`: the Pigeon MQTT broker as a library.
 //!
-//! Empty for now: the broker arrives with issue 3 (MQTT 3.1 and 3.1.1 on TCP). It will hold
-//! the per-client session state machine, the subscription router, persistence, authentication,
-//! configuration and the network drivers, as `ARCHITECTURE.md` describes.
+//! Being built for issue 3 (MQTT 3.1 and 3.1.1 on TCP). Present so far, each sans I/O and
+//! tested on its own:
+//! - [`router`]: the subscription trie.
+//! - [`session`]: per-client delivery state (in-flight window, queues, QoS 2 exactly-once).
+//! - [`message`]: messages as routed and delivered.
+//!
+//! Still to come: the session state machine around them, the network drivers, `$SYS`, and the
+//! `pigeon` binary.
 
+pub mod message;
 pub mod router;
+pub mod session;

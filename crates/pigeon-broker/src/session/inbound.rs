@@ -1,0 +1,81 @@
+//! QoS 2 messages received from one client: exactly-once delivery to subscribers.
+//!
+//! The broker uses the spec's method B (MQTT 5.0 figure 4.3, 3.1.1 figure 4.3): it routes a QoS 2
+//! message when its PUBLISH first arrives, answers PUBREC, and keeps the Packet Identifier until
+//! PUBREL. A PUBLISH that arrives again under an identifier still waiting for PUBREL is the same
+//! message resent (DUP or not): it is answered with PUBREC and not routed a second time
+//! [MQTT-4.3.3-9] (3.1.1: [MQTT-4.3.3-2]).
+
+use std::collections::HashSet;
+
+use pigeon_proto::PacketId;
+
+/// Identifiers of QoS 2 messages received and acknowledged with PUBREC, waiting for PUBREL.
+#[derive(Debug, Default, Clone)]
+pub struct Inbound {
+    awaiting_pubrel: HashSet<PacketId>,
+}
+
+impl Inbound {
+    /// An empty state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A QoS 2 PUBLISH arrived under `id`. Returns `true` when the message is new and must be
+    /// routed, `false` when it repeats one still waiting for PUBREL. Either way the answer is
+    /// PUBREC.
+    pub fn on_publish(&mut self, id: PacketId) -> bool {
+        self.awaiting_pubrel.insert(id)
+    }
+
+    /// A PUBREL arrived under `id`; the identifier is free again. Returns whether it was known:
+    /// the answer is PUBCOMP either way (in MQTT 5.0 with 0x92 Packet Identifier not found when
+    /// it was not).
+    pub fn on_pubrel(&mut self, id: PacketId) -> bool {
+        self.awaiting_pubrel.remove(&id)
+    }
+
+    /// Identifiers waiting for PUBREL; they count against the broker's Receive Maximum.
+    pub fn len(&self) -> usize {
+        self.awaiting_pubrel.len()
+    }
+
+    /// Whether nothing waits for PUBREL.
+    pub fn is_empty(&self) -> bool {
+        self.awaiting_pubrel.is_empty()
+    }
+
+    /// Forgets everything (the session ended).
+    pub fn clear(&mut self) {
+        self.awaiting_pubrel.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u16) -> PacketId {
+        PacketId::new(n).unwrap()
+    }
+
+    // [MQTT-4.3.3-9]: a PUBLISH resent before PUBREL is not delivered again.
+    #[test]
+    fn resent_publish_before_pubrel_is_not_routed_twice() {
+        let mut inbound = Inbound::new();
+        assert!(inbound.on_publish(id(7)));
+        assert!(!inbound.on_publish(id(7)));
+        assert_eq!(inbound.len(), 1);
+        assert!(inbound.on_pubrel(id(7)));
+        // After PUBREL the identifier may carry a new message.
+        assert!(inbound.on_publish(id(7)));
+    }
+
+    #[test]
+    fn unknown_pubrel_is_reported() {
+        let mut inbound = Inbound::new();
+        assert!(!inbound.on_pubrel(id(3)));
+        assert!(inbound.is_empty());
+    }
+}

@@ -1,0 +1,650 @@
+//! Messages on their way to one client: the in-flight window and the queue behind it.
+//!
+//! Packet Identifiers are assigned when a message enters the in-flight window, never when it is
+//! queued, so a session can hold any number of queued messages without running out of
+//! identifiers or reusing one that is still in flight (Mosquitto hands out duplicates past
+//! 65,535 queued messages; see `docs/differences.md`).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use pigeon_proto::{Packet, PacketId, PubRel, Publish, QoS};
+
+use crate::message::Delivery;
+
+/// Limits on what one client may have in flight and queued, as Mosquitto's directives of the
+/// same names define them. Zero means unlimited, except where noted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboundLimits {
+    /// `max_inflight_messages`: QoS 1 and 2 messages in flight at once (default 20; 0 means
+    /// 65,535, the most packet identifiers allow). In MQTT 5.0 the client's Receive Maximum
+    /// lowers it.
+    pub max_inflight_messages: u16,
+    /// `max_inflight_bytes`: payload bytes in flight at once (default 0: no limit).
+    pub max_inflight_bytes: usize,
+    /// `max_queued_messages`: messages queued behind the window (default 1000).
+    pub max_queued_messages: usize,
+    /// `max_queued_bytes`: payload bytes queued behind the window (default 0: no limit).
+    pub max_queued_bytes: usize,
+    /// `queue_qos0_messages`: whether QoS 0 messages are queued for an offline persistent
+    /// session (default false).
+    pub queue_qos0_messages: bool,
+}
+
+impl Default for OutboundLimits {
+    fn default() -> Self {
+        OutboundLimits {
+            max_inflight_messages: 20,
+            max_inflight_bytes: 0,
+            max_queued_messages: 1000,
+            max_queued_bytes: 0,
+            queue_qos0_messages: false,
+        }
+    }
+}
+
+/// The state of the client's connection, as far as delivery cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Not connected: the session persists and messages queue.
+    Offline,
+    /// Connected, with this many packets written to the connection and not yet flushed.
+    Online {
+        /// Packets waiting in the connection's write buffer.
+        backlog: usize,
+    },
+}
+
+/// What became of a delivery handed to [`Outbound::push`].
+// Returned by value and consumed at once: boxing the PUBLISH would cost an allocation per
+// message on the hot path to save a move.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pushed {
+    /// Send this PUBLISH now.
+    Send(Publish),
+    /// Queued behind the in-flight window, or for when the client reconnects.
+    Queued,
+    /// Dropped: the queue is full (or QoS 0 for an offline client that does not queue it).
+    Dropped,
+}
+
+/// Why an acknowledgement did not fit the client's in-flight state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckError {
+    /// No message is in flight with this identifier.
+    UnknownPacketId(PacketId),
+    /// A message is in flight with this identifier, but waits for another packet (a PUBACK
+    /// for a QoS 2 message, a PUBCOMP before PUBREC, ...).
+    UnexpectedAck(PacketId),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// QoS 1 sent, waiting for PUBACK.
+    Qos1Sent,
+    /// QoS 2 sent, waiting for PUBREC.
+    Qos2Sent,
+    /// PUBREL sent, waiting for PUBCOMP.
+    Released,
+}
+
+#[derive(Debug, Clone)]
+struct InFlight {
+    id: PacketId,
+    stage: Stage,
+    delivery: Delivery,
+}
+
+/// The outbound half of one client's session.
+#[derive(Debug, Default)]
+pub struct Outbound {
+    limits: OutboundLimits,
+    /// Receive Maximum of the current MQTT 5.0 connection, if lower than the configured window.
+    receive_maximum: Option<u16>,
+    /// In flight, by send order (redelivery keeps it).
+    inflight: BTreeMap<u64, InFlight>,
+    /// Send order of each identifier in flight.
+    ids: HashMap<PacketId, u64>,
+    next_seq: u64,
+    inflight_bytes: usize,
+    queue: VecDeque<Delivery>,
+    queued_bytes: usize,
+    next_id: Option<PacketId>,
+    dropped: u64,
+}
+
+impl Outbound {
+    /// An empty outbound state with these limits.
+    pub fn new(limits: OutboundLimits) -> Self {
+        Outbound {
+            limits,
+            ..Self::default()
+        }
+    }
+
+    /// Sets the client's Receive Maximum (MQTT 5.0) for the current connection; `None` for
+    /// MQTT 3.x.
+    pub fn set_receive_maximum(&mut self, receive_maximum: Option<u16>) {
+        self.receive_maximum = receive_maximum;
+    }
+
+    /// Messages in flight.
+    pub fn inflight_len(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Messages queued behind the window.
+    pub fn queued_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Messages dropped so far because a queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Hands over one delivery.
+    ///
+    /// QoS 0 goes out at once to a connected client unless its write backlog is already
+    /// `max_queued_messages` deep, and is queued for an offline one only with
+    /// `queue_qos0_messages` (Mosquitto's rules). QoS 1 and 2 enter the window when it has
+    /// room and nothing is queued ahead of them (order per topic and QoS, [MQTT-4.6.0-6]),
+    /// and queue otherwise, up to the queue limits.
+    pub fn push(&mut self, delivery: Delivery, link: Link) -> Pushed {
+        if delivery.qos == QoS::AtMostOnce {
+            return match link {
+                Link::Online { backlog } => {
+                    if self.limits.max_queued_messages != 0
+                        && backlog >= self.limits.max_queued_messages
+                    {
+                        self.dropped += 1;
+                        Pushed::Dropped
+                    } else {
+                        Pushed::Send(delivery.to_publish(None, false))
+                    }
+                }
+                Link::Offline if self.limits.queue_qos0_messages => self.enqueue(delivery),
+                Link::Offline => {
+                    self.dropped += 1;
+                    Pushed::Dropped
+                }
+            };
+        }
+        if matches!(link, Link::Online { .. })
+            && self.queue.is_empty()
+            && self.window_has_room(delivery.message.size())
+        {
+            return Pushed::Send(self.start(delivery));
+        }
+        self.enqueue(delivery)
+    }
+
+    fn enqueue(&mut self, delivery: Delivery) -> Pushed {
+        let size = delivery.message.size();
+        let count_full = self.limits.max_queued_messages != 0
+            && self.queue.len() >= self.limits.max_queued_messages;
+        let bytes_full = self.limits.max_queued_bytes != 0
+            && self.queued_bytes + size > self.limits.max_queued_bytes;
+        if count_full || bytes_full {
+            self.dropped += 1;
+            return Pushed::Dropped;
+        }
+        self.queued_bytes += size;
+        self.queue.push_back(delivery);
+        Pushed::Queued
+    }
+
+    fn window(&self) -> usize {
+        let configured = match self.limits.max_inflight_messages {
+            0 => u16::MAX,
+            n => n,
+        };
+        usize::from(
+            self.receive_maximum
+                .map_or(configured, |r| r.min(configured)),
+        )
+    }
+
+    fn window_has_room(&self, size: usize) -> bool {
+        if self.inflight.len() >= self.window() {
+            return false;
+        }
+        // An empty window always takes one message, however large, or it would never move.
+        self.limits.max_inflight_bytes == 0
+            || self.inflight.is_empty()
+            || self.inflight_bytes + size <= self.limits.max_inflight_bytes
+    }
+
+    /// Puts a QoS 1 or 2 delivery in flight under a fresh identifier.
+    fn start(&mut self, delivery: Delivery) -> Publish {
+        let id = self.allocate_id();
+        let publish = delivery.to_publish(Some(id), false);
+        let stage = if delivery.qos == QoS::ExactlyOnce {
+            Stage::Qos2Sent
+        } else {
+            Stage::Qos1Sent
+        };
+        self.inflight_bytes += delivery.message.size();
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.ids.insert(id, seq);
+        self.inflight.insert(
+            seq,
+            InFlight {
+                id,
+                stage,
+                delivery,
+            },
+        );
+        publish
+    }
+
+    /// The next identifier not in flight. The window never exceeds 65,535 entries, so one is
+    /// always free when this is called.
+    fn allocate_id(&mut self) -> PacketId {
+        let mut id = self.next_id.unwrap_or(PacketId::FIRST);
+        while self.ids.contains_key(&id) {
+            id = id.next();
+        }
+        self.next_id = Some(id.next());
+        id
+    }
+
+    /// Moves queued deliveries into the window while it has room; returns what to send.
+    pub fn fill(&mut self) -> Vec<Publish> {
+        let mut out = Vec::new();
+        while let Some(front) = self.queue.front() {
+            let size = front.message.size();
+            // A QoS 0 message queued while offline leaves the queue without using the window.
+            if front.qos != QoS::AtMostOnce && !self.window_has_room(size) {
+                break;
+            }
+            let Some(delivery) = self.queue.pop_front() else {
+                break;
+            };
+            self.queued_bytes -= size;
+            if delivery.qos == QoS::AtMostOnce {
+                out.push(delivery.to_publish(None, false));
+            } else {
+                out.push(self.start(delivery));
+            }
+        }
+        out
+    }
+
+    fn finish(&mut self, id: PacketId) {
+        if let Some(seq) = self.ids.remove(&id)
+            && let Some(done) = self.inflight.remove(&seq)
+        {
+            self.inflight_bytes -= done.delivery.message.size();
+        }
+    }
+
+    fn stage_of(&self, id: PacketId) -> Result<Stage, AckError> {
+        self.ids
+            .get(&id)
+            .and_then(|seq| self.inflight.get(seq))
+            .map(|f| f.stage)
+            .ok_or(AckError::UnknownPacketId(id))
+    }
+
+    /// A PUBACK arrived: the QoS 1 message is delivered; returns the messages
+    /// the freed slot lets out.
+    ///
+    /// # Errors
+    /// [`AckError`] when no QoS 1 message is in flight under `id`; nothing changes then.
+    pub fn on_puback(&mut self, id: PacketId) -> Result<Vec<Publish>, AckError> {
+        match self.stage_of(id)? {
+            Stage::Qos1Sent => {
+                self.finish(id);
+                Ok(self.fill())
+            }
+            _ => Err(AckError::UnexpectedAck(id)),
+        }
+    }
+
+    /// A PUBREC arrived. Normally the answer is PUBREL and the message waits for PUBCOMP
+    /// (section 4.3.3); a repeated PUBREC gets the PUBREL again. In MQTT 5.0 a PUBREC with an
+    /// error reason ends the exchange instead (`failed`), freeing the slot.
+    ///
+    /// # Errors
+    /// [`AckError`] when no QoS 2 message is in flight under `id`.
+    pub fn on_pubrec(&mut self, id: PacketId, failed: bool) -> Result<Vec<Packet>, AckError> {
+        match self.stage_of(id)? {
+            Stage::Qos2Sent | Stage::Released if !failed => {
+                if let Some(f) = self.ids.get(&id).and_then(|s| self.inflight.get_mut(s)) {
+                    f.stage = Stage::Released;
+                }
+                Ok(vec![Packet::PubRel(PubRel::new(id))])
+            }
+            Stage::Qos2Sent => {
+                self.finish(id);
+                Ok(self.fill().into_iter().map(Packet::Publish).collect())
+            }
+            _ => Err(AckError::UnexpectedAck(id)),
+        }
+    }
+
+    /// A PUBCOMP arrived: the QoS 2 exchange is over.
+    ///
+    /// # Errors
+    /// [`AckError`] when no PUBREL is outstanding under `id`.
+    pub fn on_pubcomp(&mut self, id: PacketId) -> Result<Vec<Publish>, AckError> {
+        match self.stage_of(id)? {
+            Stage::Released => {
+                self.finish(id);
+                Ok(self.fill())
+            }
+            _ => Err(AckError::UnexpectedAck(id)),
+        }
+    }
+
+    /// What to send when the client resumes its session: every unacknowledged PUBLISH again,
+    /// with DUP set and its original identifier, and every unacknowledged PUBREL, in their
+    /// original order [MQTT-4.4.0-1], [MQTT-2.2.2-3]; then whatever the window lets out of
+    /// the queue.
+    pub fn resume(&mut self) -> Vec<Packet> {
+        let mut out: Vec<Packet> = self
+            .inflight
+            .values()
+            .map(|f| match f.stage {
+                Stage::Qos1Sent | Stage::Qos2Sent => {
+                    Packet::Publish(f.delivery.to_publish(Some(f.id), true))
+                }
+                Stage::Released => Packet::PubRel(PubRel::new(f.id)),
+            })
+            .collect();
+        out.extend(self.fill().into_iter().map(Packet::Publish));
+        out
+    }
+
+    /// Forgets everything (the session ended).
+    pub fn clear(&mut self) {
+        let limits = self.limits;
+        let dropped = self.dropped;
+        *self = Outbound::new(limits);
+        self.dropped = dropped;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use pigeon_proto::TopicName;
+    use pigeon_proto::properties::PublishProperties;
+
+    use super::*;
+    use crate::message::Message;
+
+    const ONLINE: Link = Link::Online { backlog: 0 };
+
+    fn delivery(n: u8, qos: QoS) -> Delivery {
+        Delivery {
+            message: Arc::new(Message {
+                topic: TopicName::from_static("t"),
+                payload: Bytes::from(vec![n; 10]),
+                qos,
+                retain: false,
+                properties: PublishProperties::default(),
+            }),
+            qos,
+            retain: false,
+        }
+    }
+
+    fn id(n: u16) -> PacketId {
+        PacketId::new(n).unwrap()
+    }
+
+    fn sent(p: Pushed) -> Publish {
+        match p {
+            Pushed::Send(p) => p,
+            other => panic!("expected Send, got {other:?}"),
+        }
+    }
+
+    fn limits(window: u16, queue: usize) -> OutboundLimits {
+        OutboundLimits {
+            max_inflight_messages: window,
+            max_queued_messages: queue,
+            ..OutboundLimits::default()
+        }
+    }
+
+    #[test]
+    fn qos1_window_queue_and_release_in_order() {
+        let mut out = Outbound::new(limits(2, 10));
+        assert_eq!(
+            sent(out.push(delivery(1, QoS::AtLeastOnce), ONLINE)).packet_id,
+            Some(id(1))
+        );
+        assert_eq!(
+            sent(out.push(delivery(2, QoS::AtLeastOnce), ONLINE)).packet_id,
+            Some(id(2))
+        );
+        assert_eq!(
+            out.push(delivery(3, QoS::AtLeastOnce), ONLINE),
+            Pushed::Queued
+        );
+        assert_eq!(
+            out.push(delivery(4, QoS::AtLeastOnce), ONLINE),
+            Pushed::Queued
+        );
+        // The window frees one slot per PUBACK, in queue order, with the next identifiers.
+        let next = out.on_puback(id(2)).unwrap();
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].payload[0], 3);
+        assert_eq!(next[0].packet_id, Some(id(3)));
+        let next = out.on_puback(id(1)).unwrap();
+        assert_eq!((next[0].payload[0], next[0].packet_id), (4, Some(id(4))));
+        assert_eq!(out.queued_len(), 0);
+    }
+
+    #[test]
+    fn qos0_bypasses_window_and_is_dropped_offline() {
+        let mut out = Outbound::new(limits(1, 10));
+        sent(out.push(delivery(1, QoS::AtLeastOnce), ONLINE));
+        let p = sent(out.push(delivery(2, QoS::AtMostOnce), ONLINE));
+        assert_eq!((p.packet_id, p.qos), (None, QoS::AtMostOnce));
+        assert_eq!(
+            out.push(delivery(3, QoS::AtMostOnce), Link::Offline),
+            Pushed::Dropped
+        );
+        assert_eq!(out.dropped(), 1);
+        // A congested connection drops QoS 0 once its backlog reaches the queue limit.
+        let congested = Link::Online { backlog: 10 };
+        assert_eq!(
+            out.push(delivery(4, QoS::AtMostOnce), congested),
+            Pushed::Dropped
+        );
+    }
+
+    #[test]
+    fn qos0_queued_offline_with_queue_qos0_messages() {
+        let mut out = Outbound::new(OutboundLimits {
+            queue_qos0_messages: true,
+            ..limits(1, 10)
+        });
+        assert_eq!(
+            out.push(delivery(1, QoS::AtMostOnce), Link::Offline),
+            Pushed::Queued
+        );
+        assert_eq!(
+            out.push(delivery(2, QoS::AtLeastOnce), Link::Offline),
+            Pushed::Queued
+        );
+        assert_eq!(
+            out.push(delivery(3, QoS::AtLeastOnce), Link::Offline),
+            Pushed::Queued
+        );
+        let resumed = out.resume();
+        // QoS 0 leaves without a slot; one QoS 1 fills the window of one.
+        assert_eq!(resumed.len(), 2);
+        assert!(matches!(&resumed[0], Packet::Publish(p) if p.packet_id.is_none()));
+        assert!(matches!(&resumed[1], Packet::Publish(p) if p.packet_id == Some(id(1))));
+        assert_eq!(out.queued_len(), 1);
+    }
+
+    #[test]
+    fn queue_limits_drop_and_count() {
+        let mut out = Outbound::new(OutboundLimits {
+            max_queued_bytes: 25,
+            ..limits(1, 3)
+        });
+        sent(out.push(delivery(0, QoS::AtLeastOnce), ONLINE));
+        assert_eq!(
+            out.push(delivery(1, QoS::AtLeastOnce), ONLINE),
+            Pushed::Queued
+        );
+        assert_eq!(
+            out.push(delivery(2, QoS::AtLeastOnce), ONLINE),
+            Pushed::Queued
+        );
+        // 20 bytes queued; 10 more would pass 25.
+        assert_eq!(
+            out.push(delivery(3, QoS::AtLeastOnce), ONLINE),
+            Pushed::Dropped
+        );
+        assert_eq!(out.dropped(), 1);
+    }
+
+    #[test]
+    fn qos2_full_exchange() {
+        let mut out = Outbound::new(limits(1, 10));
+        let p = sent(out.push(delivery(1, QoS::ExactlyOnce), ONLINE));
+        assert_eq!(p.qos, QoS::ExactlyOnce);
+        assert_eq!(
+            out.push(delivery(2, QoS::ExactlyOnce), ONLINE),
+            Pushed::Queued
+        );
+        // A PUBACK does not complete a QoS 2 message.
+        assert_eq!(out.on_puback(id(1)), Err(AckError::UnexpectedAck(id(1))));
+        // Nor does PUBCOMP before PUBREC.
+        assert_eq!(out.on_pubcomp(id(1)), Err(AckError::UnexpectedAck(id(1))));
+        assert_eq!(
+            out.on_pubrec(id(1), false).unwrap(),
+            vec![Packet::PubRel(PubRel::new(id(1)))]
+        );
+        // A repeated PUBREC gets the PUBREL again.
+        assert_eq!(
+            out.on_pubrec(id(1), false).unwrap(),
+            vec![Packet::PubRel(PubRel::new(id(1)))]
+        );
+        // The slot stays taken until PUBCOMP.
+        let next = out.on_pubcomp(id(1)).unwrap();
+        assert_eq!((next[0].payload[0], next[0].packet_id), (2, Some(id(2))));
+        assert_eq!(out.on_pubcomp(id(1)), Err(AckError::UnknownPacketId(id(1))));
+    }
+
+    #[test]
+    fn failed_pubrec_frees_the_slot() {
+        let mut out = Outbound::new(limits(1, 10));
+        sent(out.push(delivery(1, QoS::ExactlyOnce), ONLINE));
+        out.push(delivery(2, QoS::AtLeastOnce), ONLINE);
+        let next = out.on_pubrec(id(1), true).unwrap();
+        assert!(matches!(&next[..], [Packet::Publish(p)] if p.payload[0] == 2));
+    }
+
+    // [MQTT-4.4.0-1]: on resumption, unacknowledged PUBLISH again with DUP and the same
+    // identifier, and unacknowledged PUBREL, in order.
+    #[test]
+    fn resume_resends_with_dup_and_original_ids() {
+        let mut out = Outbound::new(limits(3, 10));
+        sent(out.push(delivery(1, QoS::AtLeastOnce), ONLINE));
+        sent(out.push(delivery(2, QoS::ExactlyOnce), ONLINE));
+        sent(out.push(delivery(3, QoS::ExactlyOnce), ONLINE));
+        out.on_pubrec(id(2), false).unwrap();
+        out.push(delivery(4, QoS::AtLeastOnce), Link::Offline);
+        let again = out.resume();
+        assert_eq!(
+            again.len(),
+            3,
+            "the queued one waits for a free slot: {again:?}"
+        );
+        assert!(matches!(&again[0], Packet::Publish(p) if p.dup && p.packet_id == Some(id(1))));
+        assert_eq!(again[1], Packet::PubRel(PubRel::new(id(2))));
+        assert!(matches!(&again[2], Packet::Publish(p) if p.dup && p.packet_id == Some(id(3))));
+    }
+
+    #[test]
+    fn identifiers_skip_those_in_flight_and_wrap() {
+        let mut out = Outbound::new(limits(0, 0));
+        out.next_id = PacketId::new(u16::MAX);
+        assert_eq!(
+            sent(out.push(delivery(1, QoS::AtLeastOnce), ONLINE)).packet_id,
+            Some(id(u16::MAX))
+        );
+        assert_eq!(
+            sent(out.push(delivery(2, QoS::AtLeastOnce), ONLINE)).packet_id,
+            Some(id(1))
+        );
+        out.next_id = Some(id(u16::MAX));
+        // 65535 and 1 are in flight: the next free one is 2.
+        assert_eq!(
+            sent(out.push(delivery(3, QoS::AtLeastOnce), ONLINE)).packet_id,
+            Some(id(2))
+        );
+    }
+
+    // More than 65,535 messages queued for an offline client: every one is delivered once,
+    // and no identifier is ever in flight twice.
+    #[test]
+    fn more_queued_than_identifiers() {
+        let total = 70_000usize;
+        let mut out = Outbound::new(limits(20, 0));
+        for i in 0..total {
+            let d = delivery((i % 251) as u8, QoS::AtLeastOnce);
+            assert_eq!(out.push(d, Link::Offline), Pushed::Queued);
+        }
+        let mut in_flight: Vec<PacketId> = out
+            .resume()
+            .into_iter()
+            .map(|p| match p {
+                Packet::Publish(p) => p.packet_id.unwrap(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let mut delivered = 0;
+        while let Some(next) = in_flight.first().copied() {
+            in_flight.remove(0);
+            delivered += 1;
+            for p in out.on_puback(next).unwrap() {
+                let new = p.packet_id.unwrap();
+                assert!(
+                    !in_flight.contains(&new),
+                    "identifier {new} reused while in flight"
+                );
+                in_flight.push(new);
+            }
+        }
+        assert_eq!(delivered, total);
+        assert_eq!(out.dropped(), 0);
+    }
+
+    #[test]
+    fn receive_maximum_narrows_the_window() {
+        let mut out = Outbound::new(limits(10, 10));
+        out.set_receive_maximum(Some(1));
+        sent(out.push(delivery(1, QoS::AtLeastOnce), ONLINE));
+        assert_eq!(
+            out.push(delivery(2, QoS::AtLeastOnce), ONLINE),
+            Pushed::Queued
+        );
+    }
+
+    #[test]
+    fn inflight_bytes_limit_keeps_one_message_moving() {
+        let mut out = Outbound::new(OutboundLimits {
+            max_inflight_bytes: 15,
+            ..limits(10, 10)
+        });
+        sent(out.push(delivery(1, QoS::AtLeastOnce), ONLINE));
+        assert_eq!(
+            out.push(delivery(2, QoS::AtLeastOnce), ONLINE),
+            Pushed::Queued
+        );
+        assert_eq!(out.on_puback(id(1)).unwrap().len(), 1);
+    }
+}
