@@ -12,3 +12,4 @@
 pub mod message;
 pub mod router;
 pub mod session;
+pub mod clock;

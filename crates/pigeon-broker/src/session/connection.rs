@@ -1,0 +1,900 @@
+//! The protocol state machine of one network connection (MQTT 3.1, 3.1.1; 5.0 to come).
+//!
+//! Inputs: decoded packets ([`Connection::handle_packet`]), deliveries from the router
+//! ([`Connection::deliver`]), the broker's answer to CONNECT ([`Connection::accept`],
+//! [`Connection::refuse`]) and timeouts ([`Connection::handle_timeout`]), each with `now`.
+//! Outputs: packets to write ([`Connection::take_transmit`]), [`Event`]s for the broker
+//! ([`Connection::poll_event`]) and the next deadline ([`Connection::poll_timeout`]).
+
+use std::collections::VecDeque;
+use std::mem;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pigeon_proto::{
+    ConnAck, Connect, DecodeError, Packet, PingResp, Protocol, PubAck, PubComp, PubRec, PubRel,
+    Publish, QoS, ReasonCode, SubAck, SubscriptionOptions, TopicFilter, UnsubAck, Will,
+};
+
+use super::{Link, Pushed, Session};
+use crate::message::{Delivery, Message};
+
+/// Broker settings the state machine applies (Mosquitto's directives of the same names).
+#[derive(Debug, Clone)]
+pub struct ConnectionSettings {
+    /// `max_qos`: the highest QoS the broker accepts and grants (default 2).
+    pub max_qos: QoS,
+    /// `retain_available`: whether clients may publish retained messages (default true).
+    pub retain_available: bool,
+    /// `message_size_limit`: the largest payload accepted; larger ones are acknowledged and
+    /// dropped, as Mosquitto does (default 0: no limit beyond the packet size).
+    pub message_size_limit: usize,
+    /// How long a new connection may take to send CONNECT before it is closed (Pigeon's own
+    /// guard against connections that never speak; Mosquitto has none, so the default is long).
+    pub connect_timeout: Duration,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        ConnectionSettings {
+            max_qos: QoS::ExactlyOnce,
+            retain_available: true,
+            message_size_limit: 0,
+            connect_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A protocol violation by the client: the connection is closed over it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Violation {
+    /// The MQTT 5.0 reason code for the DISCONNECT (or CONNACK) that reports it.
+    pub reason: ReasonCode,
+    /// The normative statement broken, where there is one.
+    pub rule: Option<&'static str>,
+    /// What happened, for the log.
+    pub what: &'static str,
+}
+
+impl Violation {
+    /// The violation a decode error is.
+    pub fn from_decode(error: DecodeError, protocol: Protocol) -> Self {
+        Violation {
+            reason: error.reason_code(),
+            rule: error.rule(protocol),
+            what: if error.reason_code() == ReasonCode::PROTOCOL_ERROR {
+                "protocol error"
+            } else {
+                "malformed packet"
+            },
+        }
+    }
+
+    fn protocol(what: &'static str, rule: Option<&'static str>) -> Self {
+        Violation {
+            reason: ReasonCode::PROTOCOL_ERROR,
+            rule,
+            what,
+        }
+    }
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client sent DISCONNECT: the will is discarded [MQTT-3.14.4-3].
+    Disconnected,
+    /// The client went quiet for 1.5 times its Keep Alive [MQTT-3.1.2-24].
+    KeepAliveTimeout,
+    /// No CONNECT arrived within the connect timeout.
+    ConnectTimeout,
+    /// The client broke the protocol.
+    Violation(Violation),
+    /// The broker refused the CONNECT with this reason (after sending CONNACK).
+    Refused(ReasonCode),
+    /// Another connection took over the session [MQTT-3.1.4-2].
+    TakenOver,
+}
+
+impl CloseReason {
+    /// Whether the will is published: on every ending but a DISCONNECT and a refusal.
+    pub fn publishes_will(self) -> bool {
+        !matches!(self, CloseReason::Disconnected | CloseReason::Refused(_))
+    }
+}
+
+/// What the broker must act on.
+#[derive(Debug)]
+pub enum Event {
+    /// A CONNECT arrived. The broker authenticates, resolves the Client Identifier and the
+    /// session, then calls [`Connection::accept`] or [`Connection::refuse`]. Until then the
+    /// connection reads nothing further (the driver stops feeding packets).
+    Connect(Box<Connect>),
+    /// A message to route, and to retain when its RETAIN flag is set.
+    Publish(Arc<Message>),
+    /// A message refused (too large): acknowledged to the publisher and dropped.
+    Dropped(Arc<Message>),
+    /// Subscriptions made or replaced; retained messages matching them are due (3.1.1
+    /// [MQTT-3.3.1-6]).
+    Subscribe(Vec<(TopicFilter, SubscriptionOptions)>),
+    /// Subscriptions removed.
+    Unsubscribe(Vec<TopicFilter>),
+    /// The connection is over; the driver closes the socket after writing what is queued.
+    Close(CloseReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Waiting for CONNECT [MQTT-3.1.0-1].
+    AwaitingConnect,
+    /// CONNECT passed to the broker; waiting for its answer.
+    Connecting,
+    /// Connected.
+    Active,
+    /// Over; everything further is ignored.
+    Closed,
+}
+
+/// One client connection's protocol state.
+#[derive(Debug)]
+pub struct Connection {
+    settings: ConnectionSettings,
+    state: State,
+    protocol: Protocol,
+    session: Option<Session>,
+    will: Option<Will>,
+    keep_alive: Option<Duration>,
+    deadline: Option<Instant>,
+    transmit: Vec<Packet>,
+    events: VecDeque<Event>,
+}
+
+impl Connection {
+    /// A connection just accepted at `now`.
+    pub fn new(settings: ConnectionSettings, now: Instant) -> Self {
+        let deadline = now.checked_add(settings.connect_timeout);
+        Connection {
+            settings,
+            state: State::AwaitingConnect,
+            protocol: Protocol::V311,
+            session: None,
+            will: None,
+            keep_alive: None,
+            deadline,
+            transmit: Vec::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The protocol version (3.1.1 until CONNECT says otherwise).
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// The session, while connected.
+    pub fn session(&self) -> Option<&Session> {
+        self.session.as_ref()
+    }
+
+    /// Whether the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Whether the broker's answer to CONNECT is awaited; packets must not be fed meanwhile.
+    pub fn is_connecting(&self) -> bool {
+        self.state == State::Connecting
+    }
+
+    /// Packets to write, in order.
+    pub fn take_transmit(&mut self) -> Vec<Packet> {
+        mem::take(&mut self.transmit)
+    }
+
+    /// Whether packets wait to be written.
+    pub fn has_transmit(&self) -> bool {
+        !self.transmit.is_empty()
+    }
+
+    /// The next event for the broker.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Gives up the session when the connection is over, for the broker to keep or drop.
+    pub fn take_session(&mut self) -> Option<Session> {
+        self.session.take()
+    }
+
+    /// Gives up the will message, for the broker to publish when the ending calls for it.
+    pub fn take_will(&mut self) -> Option<Will> {
+        self.will.take()
+    }
+
+    /// A decoding error: the connection is malformed from here on.
+    pub fn handle_decode_error(&mut self, error: DecodeError) {
+        let violation = Violation::from_decode(error, self.protocol);
+        self.close(CloseReason::Violation(violation));
+    }
+
+    /// A packet from the client.
+    pub fn handle_packet(&mut self, packet: Packet, now: Instant) {
+        match self.state {
+            State::Closed => return,
+            // The driver holds packets back while the broker answers CONNECT; one arriving
+            // here is a driver bug, so refuse rather than reorder.
+            State::Connecting => {
+                return self.violation(Violation::protocol("packet before CONNACK", None));
+            }
+            State::AwaitingConnect => {
+                return match packet {
+                    Packet::Connect(connect) => self.on_connect(connect),
+                    // The first packet must be CONNECT [MQTT-3.1.0-1].
+                    _ => self.violation(Violation::protocol(
+                        "first packet is not CONNECT",
+                        Some("MQTT-3.1.0-1"),
+                    )),
+                };
+            }
+            State::Active => {}
+        }
+        self.touch(now);
+        match packet {
+            // A second CONNECT is a Protocol Error [MQTT-3.1.0-2].
+            Packet::Connect(_) => {
+                self.violation(Violation::protocol("second CONNECT", Some("MQTT-3.1.0-2")));
+            }
+            Packet::Publish(publish) => self.on_publish(publish),
+            Packet::PubAck(ack) => {
+                if let Some(session) = &mut self.session
+                    && let Ok(next) = session.outbound.on_puback(ack.packet_id)
+                {
+                    self.transmit.extend(next.into_iter().map(Packet::Publish));
+                }
+            }
+            Packet::PubRec(rec) => self.on_pubrec(rec),
+            Packet::PubRel(rel) => self.on_pubrel(rel),
+            Packet::PubComp(comp) => {
+                if let Some(session) = &mut self.session
+                    && let Ok(next) = session.outbound.on_pubcomp(comp.packet_id)
+                {
+                    self.transmit.extend(next.into_iter().map(Packet::Publish));
+                }
+            }
+            Packet::Subscribe(subscribe) => self.on_subscribe(subscribe),
+            Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(unsubscribe),
+            Packet::PingReq(_) => self.transmit.push(Packet::PingResp(PingResp)),
+            Packet::Disconnect(_) => {
+                // The will is discarded [MQTT-3.14.4-3].
+                self.will = None;
+                self.close(CloseReason::Disconnected);
+            }
+            Packet::ConnAck(_)
+            | Packet::SubAck(_)
+            | Packet::UnsubAck(_)
+            | Packet::PingResp(_)
+            | Packet::Auth(_) => {
+                self.violation(Violation::protocol("packet a client may not send", None));
+            }
+        }
+    }
+
+    /// The broker accepts the CONNECT: `session` is the client's (new or resumed), and
+    /// `session_present` says which [MQTT-3.2.2-2], [MQTT-3.2.2-3]. Sends CONNACK, then
+    /// resends what the resumed session had in flight [MQTT-4.4.0-1].
+    pub fn accept(&mut self, mut session: Session, session_present: bool, now: Instant) {
+        if self.state != State::Connecting {
+            return;
+        }
+        self.state = State::Active;
+        self.touch(now);
+        session.protocol = self.protocol;
+        session.outbound.set_receive_maximum(None);
+        let resend = session.outbound.resume();
+        self.session = Some(session);
+        self.transmit.push(Packet::ConnAck(ConnAck {
+            session_present,
+            reason: ReasonCode::SUCCESS,
+            ..ConnAck::default()
+        }));
+        self.transmit.extend(resend);
+    }
+
+    /// The broker refuses the CONNECT: sends CONNACK with `reason` (written as the nearest
+    /// return code in 3.x) and closes [MQTT-3.2.2-5].
+    pub fn refuse(&mut self, reason: ReasonCode) {
+        if self.state != State::Connecting {
+            return;
+        }
+        self.will = None;
+        self.transmit.push(Packet::ConnAck(ConnAck {
+            session_present: false,
+            reason,
+            ..ConnAck::default()
+        }));
+        self.close(CloseReason::Refused(reason));
+    }
+
+    /// Another connection took the session over [MQTT-3.1.4-2]; this one ends (its will is
+    /// published).
+    pub fn take_over(&mut self) {
+        self.close(CloseReason::TakenOver);
+    }
+
+    /// A message for this client from the router. `backlog` is how many packets wait unwritten
+    /// in the connection's buffer. Returns whether it was dropped (queue full).
+    pub fn deliver(&mut self, delivery: Delivery, backlog: usize) -> bool {
+        let Some(session) = &mut self.session else {
+            return true;
+        };
+        let link = if self.state == State::Active {
+            Link::Online { backlog }
+        } else {
+            Link::Offline
+        };
+        match session.outbound.push(delivery, link) {
+            Pushed::Send(publish) => {
+                self.transmit.push(Packet::Publish(publish));
+                false
+            }
+            Pushed::Queued => false,
+            Pushed::Dropped => true,
+        }
+    }
+
+    /// Time has reached `now`: closes the connection when its Keep Alive or connect timeout
+    /// expired.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(deadline) = self.deadline else {
+            return;
+        };
+        if now < deadline || self.state == State::Closed {
+            return;
+        }
+        match self.state {
+            State::AwaitingConnect => self.close(CloseReason::ConnectTimeout),
+            State::Active => self.close(CloseReason::KeepAliveTimeout),
+            State::Connecting | State::Closed => {}
+        }
+    }
+
+    fn touch(&mut self, now: Instant) {
+        // A Keep Alive of 0 turns the mechanism off; otherwise one and a half times it
+        // [MQTT-3.1.2-24].
+        self.deadline = self.keep_alive.and_then(|k| now.checked_add(k + k / 2));
+    }
+
+    fn violation(&mut self, violation: Violation) {
+        self.close(CloseReason::Violation(violation));
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.state = State::Closed;
+        self.deadline = None;
+        self.events.push_back(Event::Close(reason));
+    }
+
+    fn on_connect(&mut self, connect: Box<Connect>) {
+        self.protocol = connect.protocol;
+        self.keep_alive = match connect.keep_alive {
+            0 => None,
+            secs => Some(Duration::from_secs(u64::from(secs))),
+        };
+        self.will = connect.will.clone();
+        // Until the broker answers, only the connect timeout runs.
+        self.state = State::Connecting;
+        self.events.push_back(Event::Connect(connect));
+    }
+
+    fn on_publish(&mut self, publish: Publish) {
+        if publish.qos > self.settings.max_qos {
+            return self.violation(Violation {
+                reason: ReasonCode::QOS_NOT_SUPPORTED,
+                rule: Some("MQTT-3.2.2-11"),
+                what: "QoS above max_qos",
+            });
+        }
+        if publish.retain && !self.settings.retain_available {
+            return self.violation(Violation {
+                reason: ReasonCode::RETAIN_NOT_SUPPORTED,
+                rule: Some("MQTT-3.2.2-14"),
+                what: "retain not available",
+            });
+        }
+        let packet_id = publish.packet_id;
+        let qos = publish.qos;
+        let too_large = self.settings.message_size_limit != 0
+            && publish.payload.len() > self.settings.message_size_limit;
+        let message = Message::from_publish(publish);
+        let route = match (qos, packet_id) {
+            (QoS::ExactlyOnce, Some(id)) => {
+                // Route only the first arrival under this identifier [MQTT-4.3.3-9].
+                let new = self
+                    .session
+                    .as_mut()
+                    .is_some_and(|s| s.inbound.on_publish(id));
+                self.transmit.push(Packet::PubRec(PubRec::new(id)));
+                new
+            }
+            (QoS::AtLeastOnce, Some(id)) => {
+                self.transmit.push(Packet::PubAck(PubAck::new(id)));
+                true
+            }
+            _ => true,
+        };
+        if too_large {
+            self.events.push_back(Event::Dropped(message));
+        } else if route {
+            self.events.push_back(Event::Publish(message));
+        }
+    }
+
+    fn on_pubrec(&mut self, rec: PubRec) {
+        let Some(session) = &mut self.session else {
+            return;
+        };
+        match session
+            .outbound
+            .on_pubrec(rec.packet_id, rec.reason.is_error())
+        {
+            Ok(packets) => self.transmit.extend(packets),
+            // In 5.0 an unknown identifier still gets its PUBREL, saying so.
+            Err(_) if self.protocol.is_v5() => {
+                let mut rel = PubRel::new(rec.packet_id);
+                rel.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+                self.transmit.push(Packet::PubRel(rel));
+            }
+            Err(_) => {}
+        }
+    }
+
+    fn on_pubrel(&mut self, rel: PubRel) {
+        let known = self
+            .session
+            .as_mut()
+            .is_some_and(|s| s.inbound.on_pubrel(rel.packet_id));
+        let mut comp = PubComp::new(rel.packet_id);
+        if !known && self.protocol.is_v5() {
+            comp.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+        }
+        self.transmit.push(Packet::PubComp(comp));
+    }
+
+    fn on_subscribe(&mut self, subscribe: pigeon_proto::Subscribe) {
+        let Some(session) = &mut self.session else {
+            return;
+        };
+        let mut reasons = Vec::with_capacity(subscribe.filters.len());
+        let mut granted = Vec::with_capacity(subscribe.filters.len());
+        for (filter, mut options) in subscribe.filters {
+            // Shared subscriptions arrive with the MQTT 5.0 work (issue 4).
+            if filter.is_shared() {
+                reasons.push(ReasonCode::UNSPECIFIED_ERROR);
+                continue;
+            }
+            options.qos = options.qos.min(self.settings.max_qos);
+            reasons.push(ReasonCode(options.qos as u8));
+            // A subscription to an existing filter replaces it [MQTT-3.8.4-3].
+            session
+                .subscriptions
+                .insert(filter.as_mqtt_string().clone(), (filter.clone(), options));
+            granted.push((filter, options));
+        }
+        // One return code per filter, in order [MQTT-3.8.4-4], [MQTT-3.9.3-1].
+        self.transmit
+            .push(Packet::SubAck(SubAck::new(subscribe.packet_id, reasons)));
+        if !granted.is_empty() {
+            self.events.push_back(Event::Subscribe(granted));
+        }
+    }
+
+    fn on_unsubscribe(&mut self, unsubscribe: pigeon_proto::Unsubscribe) {
+        let Some(session) = &mut self.session else {
+            return;
+        };
+        let mut reasons = Vec::new();
+        let mut removed = Vec::new();
+        for filter in unsubscribe.filters {
+            if session
+                .subscriptions
+                .remove(filter.as_mqtt_string())
+                .is_some()
+            {
+                reasons.push(ReasonCode::SUCCESS);
+                removed.push(filter);
+            } else {
+                reasons.push(ReasonCode::NO_SUBSCRIPTION_EXISTED);
+            }
+        }
+        if !self.protocol.is_v5() {
+            reasons.clear();
+        }
+        // UNSUBACK even when nothing matched [MQTT-3.10.4-5].
+        self.transmit.push(Packet::UnsubAck(UnsubAck::new(
+            unsubscribe.packet_id,
+            reasons,
+        )));
+        if !removed.is_empty() {
+            self.events.push_back(Event::Unsubscribe(removed));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use pigeon_proto::{
+        Disconnect, MqttString, PacketId, PingReq, Subscribe, TopicName, Unsubscribe,
+    };
+
+    use super::*;
+    use crate::session::OutboundLimits;
+
+    fn id(n: u16) -> PacketId {
+        PacketId::new(n).unwrap()
+    }
+
+    fn connect_packet(keep_alive: u16, will: bool) -> Packet {
+        let mut c = Connect::new(Protocol::V311, MqttString::from_static("c1"));
+        c.keep_alive = keep_alive;
+        if will {
+            c.will = Some(Will {
+                topic: TopicName::from_static("dead"),
+                payload: Bytes::from_static(b"bye"),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                properties: Default::default(),
+            });
+        }
+        Packet::Connect(Box::new(c))
+    }
+
+    /// A connection that went through CONNECT / CONNACK at `t0`.
+    fn connected(t0: Instant, keep_alive: u16, will: bool) -> Connection {
+        let mut conn = Connection::new(ConnectionSettings::default(), t0);
+        conn.handle_packet(connect_packet(keep_alive, will), t0);
+        assert!(matches!(conn.poll_event(), Some(Event::Connect(_))));
+        assert!(conn.is_connecting());
+        let session = Session::new(
+            MqttString::from_static("c1"),
+            Protocol::V311,
+            true,
+            OutboundLimits::default(),
+        );
+        conn.accept(session, false, t0);
+        let sent = conn.take_transmit();
+        assert!(matches!(&sent[..], [Packet::ConnAck(a)] if a.reason == ReasonCode::SUCCESS));
+        conn
+    }
+
+    fn publish(qos: QoS, packet_id: Option<u16>, payload: &'static [u8]) -> Packet {
+        let mut p = Publish::new(
+            TopicName::from_static("home/led"),
+            Bytes::from_static(payload),
+        );
+        p.qos = qos;
+        p.packet_id = packet_id.map(id);
+        Packet::Publish(p)
+    }
+
+    fn close_reason(conn: &mut Connection) -> Option<CloseReason> {
+        while let Some(event) = conn.poll_event() {
+            if let Event::Close(reason) = event {
+                return Some(reason);
+            }
+        }
+        None
+    }
+
+    // [MQTT-3.1.0-1]: the first packet must be CONNECT.
+    #[test]
+    fn first_packet_must_be_connect() {
+        let t0 = crate::clock::now();
+        let mut conn = Connection::new(ConnectionSettings::default(), t0);
+        conn.handle_packet(Packet::PingReq(PingReq), t0);
+        let Some(CloseReason::Violation(v)) = close_reason(&mut conn) else {
+            panic!("not closed");
+        };
+        assert_eq!(v.rule, Some("MQTT-3.1.0-1"));
+        assert!(conn.take_transmit().is_empty(), "nothing is answered");
+    }
+
+    // [MQTT-3.1.0-2]: a second CONNECT is a protocol violation.
+    #[test]
+    fn second_connect_closes() {
+        let t0 = crate::clock::now();
+        let mut conn = connected(t0, 60, true);
+        conn.handle_packet(connect_packet(60, false), t0);
+        let Some(CloseReason::Violation(v)) = close_reason(&mut conn) else {
+            panic!("not closed");
+        };
+        assert_eq!(v.rule, Some("MQTT-3.1.0-2"));
+        assert!(CloseReason::Violation(v).publishes_will());
+        assert!(conn.take_will().is_some());
+    }
+
+    // [MQTT-3.1.2-24]: one and a half times the Keep Alive without a packet closes.
+    #[test]
+    fn keep_alive_is_one_and_a_half_times() {
+        let t0 = crate::clock::now();
+        let mut conn = connected(t0, 10, true);
+        assert_eq!(conn.poll_timeout(), Some(t0 + Duration::from_secs(15)));
+        conn.handle_timeout(t0 + Duration::from_secs(14));
+        assert!(!conn.is_closed());
+        // Any packet restarts the clock.
+        conn.handle_packet(Packet::PingReq(PingReq), t0 + Duration::from_secs(14));
+        assert_eq!(conn.take_transmit(), vec![Packet::PingResp(PingResp)]);
+        conn.handle_timeout(t0 + Duration::from_secs(28));
+        assert!(!conn.is_closed());
+        conn.handle_timeout(t0 + Duration::from_secs(29));
+        assert_eq!(close_reason(&mut conn), Some(CloseReason::KeepAliveTimeout));
+        assert!(CloseReason::KeepAliveTimeout.publishes_will());
+    }
+
+    #[test]
+    fn keep_alive_zero_never_times_out() {
+        let t0 = crate::clock::now();
+        let conn = connected(t0, 0, false);
+        assert_eq!(conn.poll_timeout(), None);
+    }
+
+    #[test]
+    fn connect_timeout_closes_silent_connections() {
+        let t0 = crate::clock::now();
+        let mut conn = Connection::new(ConnectionSettings::default(), t0);
+        conn.handle_timeout(t0 + Duration::from_secs(61));
+        assert_eq!(close_reason(&mut conn), Some(CloseReason::ConnectTimeout));
+    }
+
+    #[test]
+    fn qos1_publish_is_acknowledged_and_routed() {
+        let t0 = crate::clock::now();
+        let mut conn = connected(t0, 60, false);
+        conn.handle_packet(publish(QoS::AtLeastOnce, Some(3), b"ON"), t0);
+        assert_eq!(
+            conn.take_transmit(),
+            vec![Packet::PubAck(PubAck::new(id(3)))]
+        );
+        let Some(Event::Publish(m)) = conn.poll_event() else {
+            panic!("not routed");
+        };
+        assert_eq!((m.topic.as_str(), &m.payload[..]), ("home/led", &b"ON"[..]));
+    }
+
+    // [MQTT-4.3.3-9]: a QoS 2 PUBLISH resent before PUBREL is acknowledged but not routed
+    // again.
+    #[test]
+    fn qos2_publish_is_routed_once() {
+        let t0 = crate::clock::now();
+        let mut conn = connected(t0, 60, false);
+        conn.handle_packet(publish(QoS::ExactlyOnce, Some(9), b"x"), t0);
+        let mut resent = publish(QoS::ExactlyOnce, Some(9), b"x");
+        if let Packet::Publish(p) = &mut resent {
+            p.dup = true;
+        }
+        conn.handle_packet(resent, t0);
+        assert_eq!(
+            conn.take_transmit(),
+            vec![
+                Packet::PubRec(PubRec::new(id(9))),
+                Packet::PubRec(PubRec::new(id(9)))
+            ]
+        );
+        assert!(matches!(conn.poll_event(), Some(Event::Publish(_))));
+        assert!(conn.poll_event().is_none(), "routed twice");
+        conn.handle_packet(Packet::PubRel(PubRel::new(id(9))), t0);
+        assert_eq!(
+            conn.take_transmit(),
+            vec![Packet::PubComp(PubComp::new(id(9)))]
+        );
+        // After PUBREL the identifier carries a new message.
+        conn.handle_packet(publish(QoS::ExactlyOnce, Some(9), b"y"), t0);
+        assert!(matches!(conn.poll_event(), Some(Event::Publish(_))));
+    }
+
+    #[test]
+    fn oversized_messages_are_acknowledged_and_dropped() {
+        let t0 = crate::clock::now();
+        let mut conn = Connection::new(
+            ConnectionSettings {
+                message_size_limit: 3,
+                ..ConnectionSettings::default()
+            },
+            t0,
+        );
+        conn.handle_packet(connect_packet(60, false), t0);
+        conn.poll_event();
+        let session = Session::new(
+            MqttString::from_static("c1"),
+            Protocol::V311,
+            true,
+            OutboundLimits::default(),
+        );
+        conn.accept(session, false, t0);
+        conn.take_transmit();
+        conn.handle_packet(publish(QoS::AtLeastOnce, Some(1), b"toolong"), t0);
+        assert_eq!(
+            conn.take_transmit(),
+            vec![Packet::PubAck(PubAck::new(id(1)))]
+        );
+        assert!(matches!(conn.poll_event(), Some(Event::Dropped(_))));
+        assert!(!conn.is_closed());
+    }
+
+    #[test]
+    fn qos_above_max_qos_closes() {
+        let t0 = crate::clock::now();
+        let mut conn = Connection::new(
+            ConnectionSettings {
+                max_qos: QoS::AtLeastOnce,
+                ..ConnectionSettings::default()
+            },
+            t0,
+        );
+        conn.handle_packet(connect_packet(60, false), t0);
+        conn.poll_event();
+        let session = Session::new(
+            MqttString::from_static("c1"),
+            Protocol::V311,
+            true,
+            OutboundLimits::default(),
+        );
+        conn.accept(session, false, t0);
+        conn.handle_packet(publish(QoS::ExactlyOnce, Some(1), b"x"), t0);
+        assert!(matches!(
+            close_reason(&mut conn),
+            Some(CloseReason::Violation(v)) if v.reason == ReasonCode::QOS_NOT_SUPPORTED
+        ));
+    }
+
+    #[test]
+    fn subscribe_grants_and_replaces() {
+        let t0 = crate::clock::now();
+        let mut conn = connected(t0, 60, false);
+        let mut sub = Subscribe::new(
+            id(1),
+            TopicFilter::from_static("home/#"),
+            SubscriptionOptions::new(QoS::ExactlyOnce),
+        );
+        sub.filters.push((
+            TopicFilter::from_static("$share/g/x"),
+            SubscriptionOptions::new(QoS::AtMostOnce),
+        ));
+        conn.handle_packet(Packet::Subscribe(sub), t0);
+        assert_eq!(
+            conn.take_transmit(),
+            vec![Packet::SubAck(SubAck::new(
+                id(1),
+                vec![ReasonCode::GRANTED_QOS_2, ReasonCode::UNSPECIFIED_ERROR]
+            ))]
+        );
+        let Some(Event::Subscribe(granted)) = conn.poll_event() else {
+            panic!("no subscribe event");
+        };
+        assert_eq!(granted.len(), 1);
+        // [MQTT-3.8.4-3]: the same filter again replaces the subscription.
+        let again = Subscribe::new(
+            id(2),
+            TopicFilter::from_static("home/#"),
+            SubscriptionOptions::new(QoS::AtMostOnce),
+        );
+        conn.handle_packet(Packet::Subscribe(again), t0);
+        let session = conn.session().unwrap();
+        assert_eq!(session.subscriptions.len(), 1);
+        assert_eq!(
+            session.subscriptions.values().next().unwrap().1.qos,
+            QoS::AtMostOnce
+        );
+    }
+
+    #[test]
+    fn unsubscribe_answers_even_without_match() {
+        let t0 = crate::clock::now();
+        let mut conn = connected(t0, 60, false);
+        conn.handle_packet(
+            Packet::Unsubscribe(Unsubscribe::new(id(4), vec![TopicFilter::from_static("a")])),
+            t0,
+        );
+        // [MQTT-3.10.4-5]: UNSUBACK even when nothing was removed; 3.1.1 has no payload.
+        assert_eq!(
+            conn.take_transmit(),
+            vec![Packet::UnsubAck(UnsubAck::new(id(4), vec![]))]
+        );
+        assert!(conn.poll_event().is_none());
+    }
+
+    // [MQTT-3.14.4-3]: DISCONNECT discards the will.
+    #[test]
+    fn disconnect_discards_will() {
+        let t0 = crate::clock::now();
+        let mut conn = connected(t0, 60, true);
+        conn.handle_packet(Packet::Disconnect(Disconnect::default()), t0);
+        assert_eq!(close_reason(&mut conn), Some(CloseReason::Disconnected));
+        assert!(conn.take_will().is_none());
+    }
+
+    #[test]
+    fn refusal_sends_connack_and_closes() {
+        let t0 = crate::clock::now();
+        let mut conn = Connection::new(ConnectionSettings::default(), t0);
+        conn.handle_packet(connect_packet(60, true), t0);
+        conn.poll_event();
+        conn.refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+        let sent = conn.take_transmit();
+        assert!(matches!(&sent[..], [Packet::ConnAck(a)]
+            if a.reason == ReasonCode::CLIENT_IDENTIFIER_NOT_VALID && !a.session_present));
+        assert_eq!(
+            close_reason(&mut conn),
+            Some(CloseReason::Refused(
+                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID
+            ))
+        );
+        assert!(conn.take_will().is_none());
+    }
+
+    #[test]
+    fn deliveries_flow_through_the_window() {
+        let t0 = crate::clock::now();
+        let mut conn = connected(t0, 60, false);
+        let message = Arc::new(Message {
+            topic: TopicName::from_static("t"),
+            payload: Bytes::from_static(b"p"),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: Default::default(),
+        });
+        let d = Delivery {
+            message,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+        };
+        assert!(!conn.deliver(d, 0));
+        let sent = conn.take_transmit();
+        assert!(matches!(&sent[..], [Packet::Publish(p)] if p.packet_id == Some(id(1))));
+        conn.handle_packet(Packet::PubAck(PubAck::new(id(1))), t0);
+        assert_eq!(conn.session().unwrap().outbound.inflight_len(), 0);
+    }
+
+    // [MQTT-4.4.0-1]: a resumed session resends what was in flight, after CONNACK.
+    #[test]
+    fn resumed_session_resends_after_connack() {
+        let t0 = crate::clock::now();
+        let mut session = Session::new(
+            MqttString::from_static("c1"),
+            Protocol::V311,
+            false,
+            OutboundLimits::default(),
+        );
+        let message = Arc::new(Message {
+            topic: TopicName::from_static("t"),
+            payload: Bytes::from_static(b"p"),
+            qos: QoS::ExactlyOnce,
+            retain: false,
+            properties: Default::default(),
+        });
+        let d = Delivery {
+            message,
+            qos: QoS::ExactlyOnce,
+            retain: false,
+        };
+        assert!(matches!(
+            session.outbound.push(d, Link::Online { backlog: 0 }),
+            Pushed::Send(_)
+        ));
+        let mut conn = Connection::new(ConnectionSettings::default(), t0);
+        conn.handle_packet(connect_packet(60, false), t0);
+        conn.poll_event();
+        conn.accept(session, true, t0);
+        let sent = conn.take_transmit();
+        assert!(matches!(&sent[0], Packet::ConnAck(a) if a.session_present));
+        assert!(matches!(&sent[1], Packet::Publish(p) if p.dup && p.packet_id == Some(id(1))));
+    }
+}
