@@ -140,6 +140,10 @@ impl<'a> Reader<'a> {
             let b = self.u8()?;
             value |= u32::from(b & 0x7F) << (7 * i);
             if b & 0x80 == 0 {
+                // A last byte of 0 after the first means a longer form than needed.
+                if i > 0 && b == 0 {
+                    return Err(DecodeError::VarIntNotMinimal);
+                }
                 return Ok(value);
             }
         }
@@ -230,6 +234,20 @@ mod tests {
             assert_eq!(&out[..], bytes);
             assert_eq!(var_int_len(value as usize), bytes.len());
         }
+    }
+
+    // [MQTT-1.5.5-1]: the shortest form only.
+    #[test]
+    fn var_int_overlong_forms_are_malformed() {
+        assert_eq!(
+            decode_var_int(&[0x80, 0x00]),
+            Err(DecodeError::VarIntNotMinimal)
+        );
+        assert_eq!(
+            decode_var_int(&[0xFF, 0x80, 0x00]),
+            Err(DecodeError::VarIntNotMinimal)
+        );
+        assert_eq!(decode_var_int(&[0x00]), Ok(0));
     }
 
     #[test]

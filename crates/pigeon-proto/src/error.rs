@@ -21,6 +21,10 @@ pub enum DecodeError {
     /// A Variable Byte Integer continued past its fourth byte (section 1.5.5).
     #[error("variable byte integer longer than 4 bytes")]
     VarIntTooLong,
+    /// A Variable Byte Integer not in its shortest form, such as `0x80 0x00` for 0
+    /// [MQTT-1.5.5-1]; Mosquitto refuses these too.
+    #[error("variable byte integer not in its shortest form")]
+    VarIntNotMinimal,
     /// A reserved control packet type: 0, or 15 (AUTH) before MQTT 5.0.
     #[error("reserved control packet type {0}")]
     ReservedPacketType(u8),
@@ -32,9 +36,15 @@ pub enum DecodeError {
         /// The low four bits of the first byte.
         flags: u8,
     },
-    /// A QoS of 3, in a PUBLISH, a will or a subscription.
+    /// A PUBLISH with QoS 3.
     #[error("QoS 3 is not a valid QoS")]
     InvalidQoS,
+    /// A Will QoS of 3 in CONNECT.
+    #[error("will QoS 3 is not a valid QoS")]
+    InvalidWillQoS,
+    /// A subscription asking for QoS 3 (a Protocol Error in 5.0, malformed in 3.1.1).
+    #[error("subscription QoS 3 is not a valid QoS")]
+    InvalidSubscriptionQoS,
     /// DUP set on a QoS 0 PUBLISH.
     #[error("DUP flag set on a QoS 0 PUBLISH")]
     DupWithQoS0,
@@ -62,9 +72,12 @@ pub enum DecodeError {
     /// The reserved bit of the CONNECT flags is set.
     #[error("reserved CONNECT flag set")]
     ConnectReservedFlag,
-    /// Will QoS or Will Retain set without the Will Flag.
-    #[error("will QoS or will retain set without the will flag")]
-    WillFlagsWithoutWill,
+    /// Will QoS set without the Will Flag.
+    #[error("will QoS set without the will flag")]
+    WillQoSWithoutWill,
+    /// Will Retain set without the Will Flag.
+    #[error("will retain set without the will flag")]
+    WillRetainWithoutWill,
     /// The password flag is set without the user name flag (MQTT 3.1 and 3.1.1 only).
     #[error("password flag set without user name flag")]
     PasswordWithoutUserName,
@@ -115,6 +128,9 @@ pub enum DecodeError {
     /// Authentication Data without an Authentication Method.
     #[error("authentication data without authentication method")]
     AuthDataWithoutMethod,
+    /// An AUTH packet with a reason code but no Authentication Method (section 3.15.2.2.2).
+    #[error("AUTH without authentication method")]
+    AuthWithoutMethod,
     /// A PUBLISH with an empty topic and no Topic Alias.
     #[error("PUBLISH with an empty topic name and no topic alias")]
     EmptyTopicWithoutAlias,
@@ -137,19 +153,24 @@ impl DecodeError {
             | DuplicateProperty(_)
             | InvalidPropertyValue(_)
             | AuthDataWithoutMethod
+            | AuthWithoutMethod
+            | InvalidSubscriptionQoS
             | EmptyTopicWithoutAlias
             | InvalidProtocolName
             | SessionPresentOnError => ReasonCode::PROTOCOL_ERROR,
             VarIntTooLong
+            | VarIntNotMinimal
             | ReservedPacketType(_)
             | InvalidFlags { .. }
             | InvalidQoS
+            | InvalidWillQoS
             | DupWithQoS0
             | Truncated(_)
             | TrailingBytes(_)
             | InvalidString(_)
             | ConnectReservedFlag
-            | WillFlagsWithoutWill
+            | WillQoSWithoutWill
+            | WillRetainWithoutWill
             | PasswordWithoutUserName
             | ConnAckReservedFlags
             | SubscriptionOptionsReserved
@@ -186,9 +207,13 @@ impl DecodeError {
             InvalidProtocolName => pick("MQTT-3.1.2-1", "MQTT-3.1.2-1"),
             UnsupportedProtocolVersion(_) => pick("MQTT-3.1.2-2", "MQTT-3.1.2-2"),
             ConnectReservedFlag => pick("MQTT-3.1.2-3", "MQTT-3.1.2-3"),
-            WillFlagsWithoutWill => pick("MQTT-3.1.2-13", "MQTT-3.1.2-11"),
+            InvalidWillQoS => pick("MQTT-3.1.2-14", "MQTT-3.1.2-12"),
+            WillQoSWithoutWill => pick("MQTT-3.1.2-13", "MQTT-3.1.2-11"),
+            WillRetainWithoutWill => pick("MQTT-3.1.2-15", "MQTT-3.1.2-13"),
+            InvalidSubscriptionQoS => pick("MQTT-3-8.3-4", "MQTT-3.8.3-5"),
             PasswordWithoutUserName => pick("MQTT-3.1.2-22", "MQTT-3.1.2-22"),
-            ConnAckReservedFlags => pick("MQTT-3.2.2-1", "MQTT-3.2.2-1"),
+            // Numbered only in 5.0; 3.1.1 states the rule without a number.
+            ConnAckReservedFlags if v5 => Some("MQTT-3.2.2-1"),
             SessionPresentOnError => pick("MQTT-3.2.2-4", "MQTT-3.2.2-6"),
             ZeroPacketId(_) => pick("MQTT-2.3.1-1", "MQTT-2.2.1-3"),
             NoTopicFilters(PacketType::Unsubscribe) => pick("MQTT-3.10.3-2", "MQTT-3.10.3-2"),
@@ -196,7 +221,7 @@ impl DecodeError {
             SubscriptionOptionsReserved => pick("MQTT-3.8.3-4", "MQTT-3.8.3-5"),
             NoLocalOnSharedSubscription if v5 => Some("MQTT-3.8.3-4"),
             InvalidPropertyValue(0x23) if v5 => Some("MQTT-3.3.2-8"),
-            VarIntTooLong if v5 => Some("MQTT-1.5.5-1"),
+            VarIntNotMinimal if v5 => Some("MQTT-1.5.5-1"),
             _ => None,
         }
     }
@@ -230,6 +255,10 @@ pub enum EncodeError {
     /// A PUBLISH with an empty topic and no Topic Alias.
     #[error("PUBLISH with an empty topic name needs a topic alias")]
     EmptyTopicWithoutAlias,
+    /// A field the receiver would refuse: a Maximum QoS of 2, Session Present on a refused
+    /// CONNACK, and the like.
+    #[error("invalid packet: {0}")]
+    Invalid(&'static str),
     /// A password without a user name, which MQTT 3.x does not allow [MQTT-3.1.2-22].
     #[error("MQTT 3.x cannot send a password without a user name")]
     PasswordWithoutUserName,

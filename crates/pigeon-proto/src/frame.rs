@@ -62,6 +62,10 @@ impl FrameHeader {
             remaining_len |= usize::from(b & 0x7F) << (7 * (header_len - 1));
             header_len += 1;
             if b & 0x80 == 0 {
+                // [MQTT-1.5.5-1]: a final 0 byte after the first is an overlong form.
+                if header_len > 2 && b == 0 {
+                    return Err(DecodeError::VarIntNotMinimal);
+                }
                 break;
             }
             if header_len == 5 {
@@ -260,6 +264,14 @@ mod tests {
             buf.capacity()
         );
         assert_eq!(buf.len(), 8, "nothing is consumed while incomplete");
+    }
+
+    #[test]
+    fn remaining_length_in_overlong_form_is_malformed() {
+        assert_eq!(
+            FrameHeader::parse(&[0xC0, 0x80, 0x00], None, 100),
+            Err(DecodeError::VarIntNotMinimal)
+        );
     }
 
     #[test]

@@ -266,3 +266,90 @@ impl From<Connect> for Packet {
         Packet::Connect(Box::new(p))
     }
 }
+
+/// Helpers for the hand-written test vectors of the packet modules.
+#[cfg(test)]
+pub(crate) mod test_vectors {
+    use bytes::{Bytes, BytesMut};
+
+    use crate::{DecodeError, Decoder, Packet, Protocol};
+
+    /// Decodes `bytes` both as one whole frame and byte by byte through a stream [`Decoder`],
+    /// and checks that each gives `expected` and consumes every byte. A CONNECT is decoded the
+    /// way a server sees it, before the protocol version is known.
+    #[track_caller]
+    pub(crate) fn assert_decodes(protocol: Protocol, bytes: &[u8], expected: &Packet) {
+        let known = match expected {
+            Packet::Connect(_) => None,
+            _ => Some(protocol),
+        };
+        let frame = Bytes::copy_from_slice(bytes);
+        assert_eq!(
+            Packet::decode(frame, known).as_ref(),
+            Ok(expected),
+            "whole-frame decode of {bytes:02X?}"
+        );
+
+        let mut decoder = Decoder::new(known, Decoder::MAX_PACKET_SIZE);
+        let mut buf = BytesMut::new();
+        for (i, &b) in bytes.iter().enumerate() {
+            buf.extend_from_slice(&[b]);
+            let got = decoder.decode(&mut buf).expect("stream decode");
+            if i + 1 < bytes.len() {
+                assert_eq!(got, None, "decoded a packet after only {} bytes", i + 1);
+            } else {
+                assert_eq!(
+                    got.as_ref(),
+                    Some(expected),
+                    "stream decode of {bytes:02X?}"
+                );
+            }
+        }
+        assert!(buf.is_empty(), "stream decode left {buf:02X?}");
+        assert_eq!(decoder.protocol(), Some(protocol));
+    }
+
+    /// Checks that `packet` encodes to exactly `bytes` and that `encoded_len` agrees.
+    #[track_caller]
+    pub(crate) fn assert_encodes(protocol: Protocol, packet: &Packet, bytes: &[u8]) {
+        let mut out = BytesMut::new();
+        packet.encode(protocol, &mut out).expect("encode");
+        assert_eq!(&out[..], bytes, "encoding of {packet:?}");
+        assert_eq!(
+            packet.encoded_len(protocol),
+            bytes.len(),
+            "encoded_len of {packet:?}"
+        );
+    }
+
+    /// A vector that holds both ways: `bytes` decode to `expected`, which encodes to `bytes`.
+    #[track_caller]
+    pub(crate) fn assert_vector(protocol: Protocol, bytes: &[u8], expected: impl Into<Packet>) {
+        let expected = expected.into();
+        assert_decodes(protocol, bytes, &expected);
+        assert_encodes(protocol, &expected, bytes);
+    }
+
+    /// `len` as the one byte a Variable Byte Integer below 128 takes, for vectors whose lengths
+    /// depend on a parameter.
+    pub(crate) fn short_len(len: usize) -> u8 {
+        match u8::try_from(len) {
+            Ok(byte) if byte < 0x80 => byte,
+            _ => panic!("{len} does not fit a one-byte length"),
+        }
+    }
+
+    /// The error decoding the whole packet `bytes` gives, checked to be the same whether the
+    /// packet arrives as one frame or through a stream [`Decoder`].
+    #[track_caller]
+    pub(crate) fn decode_err(protocol: Option<Protocol>, bytes: &[u8]) -> DecodeError {
+        let whole = Packet::decode(Bytes::copy_from_slice(bytes), protocol)
+            .expect_err("decoding should fail");
+        let mut buf = BytesMut::from(bytes);
+        let streamed = Decoder::new(protocol, Decoder::MAX_PACKET_SIZE)
+            .decode(&mut buf)
+            .expect_err("stream decoding should fail");
+        assert_eq!(whole, streamed, "frame and stream decoders disagree");
+        whole
+    }
+}
