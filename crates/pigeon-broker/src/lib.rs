@@ -5,11 +5,19 @@
 //! - [`router`]: the subscription trie.
 //! - [`session`]: per-client delivery state (in-flight window, queues, QoS 2 exactly-once).
 //! - [`message`]: messages as routed and delivered.
+//! - [`config`]: the configuration: Mosquitto's `mosquitto.conf` read into a typed `Config`.
 //!
 //! Still to come: the session state machine around them, the network drivers, `$SYS`, and the
 //! `pigeon` binary.
 
-pub mod message;
-pub mod router;
-pub mod session;
+#![forbid(unsafe_code)]
+
+pub mod broker;
 pub mod clock;
+pub mod config;
+pub mod message;
+pub mod net;
+pub mod router;
+pub mod server;
+pub mod session;
+pub mod settings;

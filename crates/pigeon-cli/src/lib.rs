@@ -2,3 +2,5 @@
 //! `pigeon-passwd`, `pigeon-bench`).
 //!
 //! Empty for now: the binaries arrive with issues 3 (broker), 5 (client tools) and 9 (bench).
+
+#![forbid(unsafe_code)]

@@ -28,6 +28,7 @@
 //! - [`TopicName`], [`TopicFilter`], [`matches()`]: topic validation and matching.
 //! - [`MqttString`]: validated UTF-8 strings.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod codec;
