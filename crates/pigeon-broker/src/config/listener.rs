@@ -1,0 +1,162 @@
+//! Listeners (the sockets the broker accepts clients on) and the security settings that may be
+//! set per listener.
+
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+
+use pigeon_proto::{QoS, TopicName};
+
+use super::error::Location;
+
+/// The port Mosquitto listens on when none is given.
+pub const DEFAULT_PORT: u16 = 1883;
+
+/// One listening socket and the settings of the clients that connect through it.
+///
+/// Built from a `listener PORT [ADDRESS]` block, from the deprecated `port` and
+/// `bind_address` (the "default listener"), or, when the configuration defines no listener,
+/// made by Pigeon for local-only mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Listener {
+    /// The TCP port; 0 for a Unix socket. Default: 1883.
+    pub port: u16,
+    /// What to bind to. Default: [`Bind::All`].
+    pub bind: Bind,
+    /// `bind_interface`: the network interface to bind to, which takes priority over the
+    /// address. Default: none.
+    pub bind_interface: Option<String>,
+    /// `socket_domain`: restricts the listener to IPv4 or IPv6. Default: none, both.
+    pub socket_domain: Option<SocketDomain>,
+    /// `protocol`. Default: [`ListenerProtocol::Mqtt`].
+    pub protocol: ListenerProtocol,
+    /// `max_connections`: the most clients connected at once through this listener. Default:
+    /// `None`, no limit (`-1`, or 0, in the file).
+    pub max_connections: Option<NonZeroU32>,
+    /// `max_qos`: the highest QoS clients may use here (advertised to MQTT 5.0 clients;
+    /// clients publishing above it are disconnected). Default: QoS 2.
+    pub max_qos: QoS,
+    /// `max_topic_alias`: the most topic aliases an MQTT 5.0 client may create; 0 disallows
+    /// them. Default: 10.
+    pub max_topic_alias: u16,
+    /// `mount_point`: a prefix added to every topic of this listener's clients and removed
+    /// from what they receive, isolating them. Default: none.
+    pub mount_point: Option<TopicName>,
+    /// `use_username_as_clientid`: replace the client id by the username (clients without a
+    /// username are refused). Default: `false`.
+    pub use_username_as_clientid: bool,
+    /// The security settings of this listener, in force only when
+    /// [`per_listener_settings`](super::Config::per_listener_settings) is true; otherwise they
+    /// keep their defaults and [`Config::security`](super::Config::security) applies. Use
+    /// [`Config::security_for`](super::Config::security_for) rather than reading this.
+    pub security: Security,
+    /// Where the `listener` line is; `None` for the default listener and the local-only
+    /// listeners.
+    pub defined_at: Option<Location>,
+}
+
+impl Default for Listener {
+    /// A listener on port 1883 of every address, with Mosquitto's defaults.
+    fn default() -> Self {
+        Listener {
+            port: DEFAULT_PORT,
+            bind: Bind::All,
+            bind_interface: None,
+            socket_domain: None,
+            protocol: ListenerProtocol::Mqtt,
+            max_connections: None,
+            max_qos: QoS::ExactlyOnce,
+            max_topic_alias: 10,
+            mount_point: None,
+            use_username_as_clientid: false,
+            security: Security::default(),
+            defined_at: None,
+        }
+    }
+}
+
+/// What a listener binds to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Bind {
+    /// Every address of the machine (no address given).
+    All,
+    /// An IP address or a host name, as written (`listener 1883 localhost`); resolving it is
+    /// the network layer's job.
+    Host(String),
+    /// A Unix domain socket at this path (`listener 0 /run/pigeon.sock`).
+    Unix(PathBuf),
+}
+
+/// The IP version a listener is restricted to (`socket_domain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SocketDomain {
+    /// IPv4 only (`ipv4`).
+    Ipv4,
+    /// IPv6 only (`ipv6`).
+    Ipv6,
+}
+
+/// The protocol a listener speaks (`protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum ListenerProtocol {
+    /// MQTT over TCP (`mqtt`), the default. (`websockets` arrives with issue 7.)
+    #[default]
+    Mqtt,
+}
+
+/// The authentication and access settings Mosquitto's `per_listener_settings` switches
+/// between global and per listener: `allow_anonymous`, `allow_zero_length_clientid`,
+/// `auto_id_prefix`, `password_file`, `acl_file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Security {
+    /// `allow_anonymous`: whether clients without a username may connect. Default: `true`
+    /// when the configuration defines no listener (the broker is then local only), `false`
+    /// otherwise; this is the value after that rule is applied.
+    pub allow_anonymous: bool,
+    /// `allow_zero_length_clientid`: whether MQTT 3.1.1 and 5.0 clients may connect with an
+    /// empty client id and get one made up. Default: `true`.
+    pub allow_zero_length_clientid: bool,
+    /// `auto_id_prefix`: the start of the client ids the broker makes up. Default: `auto-`.
+    pub auto_id_prefix: String,
+    /// `password_file`: the users and password hashes allowed to connect. Default: none.
+    /// (Stored now; enforced from issue 6.)
+    pub password_file: Option<PathBuf>,
+    /// `acl_file`: the topic access control list. Default: none. (Stored now; enforced from
+    /// issue 6.)
+    pub acl_file: Option<PathBuf>,
+}
+
+impl Default for Security {
+    /// Mosquitto's defaults for a configuration that defines listeners.
+    fn default() -> Self {
+        Security {
+            allow_anonymous: false,
+            allow_zero_length_clientid: true,
+            auto_id_prefix: "auto-".to_owned(),
+            password_file: None,
+            acl_file: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_mosquitto() {
+        let l = Listener::default();
+        assert_eq!(l.port, 1883);
+        assert_eq!(l.bind, Bind::All);
+        assert_eq!(l.max_qos, QoS::ExactlyOnce);
+        assert_eq!(l.max_topic_alias, 10);
+        assert_eq!(l.max_connections, None);
+        assert_eq!(l.protocol, ListenerProtocol::Mqtt);
+        let s = Security::default();
+        assert!(!s.allow_anonymous);
+        assert!(s.allow_zero_length_clientid);
+        assert_eq!(s.auto_id_prefix, "auto-");
+    }
+}

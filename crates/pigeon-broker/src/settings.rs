@@ -1,0 +1,220 @@
+//! From a parsed [`Config`] to the [`ServerSettings`] the server runs with.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+
+use pigeon_proto::Decoder;
+
+use crate::broker::RoutingSettings;
+use crate::config::{Bind, Config, SocketDomain};
+use crate::server::{ListenerSettings, LogSettings, ServerSettings};
+use crate::session::{ConnectionSettings, OutboundLimits};
+
+/// Why a valid configuration cannot run (yet).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingsError(String);
+
+impl ServerSettings {
+    /// Resolves `config` into settings: listener addresses (host names looked up now),
+    /// per-listener security as `per_listener_settings` says, limits.
+    ///
+    /// # Errors
+    /// A listener address that does not resolve, or a setting whose enforcement is not built
+    /// yet and whose silent absence would be unsafe (password and ACL files).
+    pub fn from_config(config: &Config) -> Result<ServerSettings, SettingsError> {
+        let mut listeners = Vec::new();
+        for (index, listener) in config.listeners.iter().enumerate() {
+            let security = config.security_for(index).unwrap_or(&config.security);
+            if security.password_file.is_some() {
+                return Err(SettingsError(
+                    "password_file: not supported yet (passwords arrive with issue 6); \
+                     refusing to start rather than let every client in"
+                        .to_owned(),
+                ));
+            }
+            if security.acl_file.is_some() {
+                return Err(SettingsError(
+                    "acl_file: not supported yet (ACLs arrive with issue 6); refusing to start \
+                     rather than ignore access rules"
+                        .to_owned(),
+                ));
+            }
+            if listener.bind_interface.is_some() {
+                return Err(SettingsError(
+                    "bind_interface: not supported yet".to_owned(),
+                ));
+            }
+            if listener.mount_point.is_some() {
+                return Err(SettingsError("mount_point: not supported yet".to_owned()));
+            }
+            if listener.use_username_as_clientid {
+                return Err(SettingsError(
+                    "use_username_as_clientid: not supported yet".to_owned(),
+                ));
+            }
+            let connection = ConnectionSettings {
+                max_qos: listener.max_qos,
+                retain_available: config.retain_available,
+                message_size_limit: config.message_size_limit.map_or(0, |n| n.get() as usize),
+                ..ConnectionSettings::default()
+            };
+            for (addr, optional) in
+                addresses(&listener.bind, listener.port, listener.socket_domain)?
+            {
+                listeners.push(ListenerSettings {
+                    addr,
+                    connection: connection.clone(),
+                    max_connections: listener.max_connections.map(|n| n.get() as usize),
+                    allow_anonymous: security.allow_anonymous,
+                    allow_zero_length_clientid: security.allow_zero_length_clientid,
+                    auto_id_prefix: security.auto_id_prefix.clone(),
+                    optional,
+                });
+            }
+        }
+        let outbound = OutboundLimits {
+            max_inflight_messages: config.max_inflight_messages.map_or(0, |n| n.get()),
+            max_inflight_bytes: config
+                .max_inflight_bytes
+                .map_or(0, |n| usize::try_from(n.get()).unwrap_or(usize::MAX)),
+            max_queued_messages: config.max_queued_messages.map_or(0, |n| n.get() as usize),
+            max_queued_bytes: config
+                .max_queued_bytes
+                .map_or(0, |n| usize::try_from(n.get()).unwrap_or(usize::MAX)),
+            queue_qos0_messages: config.queue_qos0_messages,
+        };
+        Ok(ServerSettings {
+            listeners,
+            routing: RoutingSettings {
+                upgrade_outgoing_qos: config.upgrade_outgoing_qos,
+                outbound,
+            },
+            max_packet_size: config
+                .max_packet_size
+                .map_or(Decoder::MAX_PACKET_SIZE, |n| n.get()),
+            clientid_prefixes: config
+                .clientid_prefixes
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            nodelay: config.set_tcp_nodelay,
+            log: LogSettings::default(),
+        })
+    }
+}
+
+/// The socket addresses a listener binds, each with whether failing to bind it is tolerated.
+fn addresses(
+    bind: &Bind,
+    port: u16,
+    domain: Option<SocketDomain>,
+) -> Result<Vec<(SocketAddr, bool)>, SettingsError> {
+    let wants = |ip: &IpAddr| match domain {
+        Some(SocketDomain::Ipv4) => ip.is_ipv4(),
+        Some(SocketDomain::Ipv6) => ip.is_ipv6(),
+        None => true,
+    };
+    let addrs: Vec<(SocketAddr, bool)> = match bind {
+        // Every address: IPv4 always, IPv6 where the machine has it.
+        Bind::All => [
+            (
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                domain == Some(SocketDomain::Ipv6),
+            ),
+            (
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                domain != Some(SocketDomain::Ipv6),
+            ),
+        ]
+        .into_iter()
+        .filter(|(ip, _)| wants(ip))
+        .map(|(ip, optional)| (SocketAddr::new(ip, port), optional))
+        .collect(),
+        Bind::Host(host) => {
+            let resolved = (host.as_str(), port).to_socket_addrs().map_err(|e| {
+                SettingsError(format!("listener {port} {host}: cannot resolve: {e}"))
+            })?;
+            let found: Vec<SocketAddr> = resolved.filter(|a| wants(&a.ip())).collect();
+            // When a name gives several addresses (localhost: 127.0.0.1 and ::1), the IPv6
+            // ones are optional, like Mosquitto's local-only mode on a machine without IPv6.
+            let many = found.len() > 1;
+            found
+                .into_iter()
+                .map(|a| (a, many && a.is_ipv6()))
+                .collect()
+        }
+        Bind::Unix(path) => {
+            return Err(SettingsError(format!(
+                "listener 0 {}: Unix socket listeners are not supported yet",
+                path.display()
+            )));
+        }
+    };
+    if addrs.is_empty() {
+        return Err(SettingsError(format!(
+            "listener {port}: no address of the requested socket_domain"
+        )));
+    }
+    Ok(addrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use pigeon_proto::QoS;
+
+    use super::*;
+
+    fn settings(text: &str) -> Result<ServerSettings, SettingsError> {
+        ServerSettings::from_config(&Config::parse(text, Path::new("test.conf")).unwrap())
+    }
+
+    #[test]
+    fn empty_config_is_local_only_with_anonymous_access() {
+        let s = settings("").unwrap();
+        let addrs: Vec<String> = s.listeners.iter().map(|l| l.addr.to_string()).collect();
+        assert_eq!(addrs, ["127.0.0.1:1883", "[::1]:1883"]);
+        assert!(s.listeners.iter().all(|l| l.allow_anonymous));
+    }
+
+    #[test]
+    fn configured_listener_refuses_anonymous_by_default() {
+        let s = settings("listener 18830 127.0.0.1\n").unwrap();
+        assert_eq!(s.listeners.len(), 1);
+        assert_eq!(s.listeners[0].addr.to_string(), "127.0.0.1:18830");
+        assert!(!s.listeners[0].allow_anonymous);
+    }
+
+    #[test]
+    fn per_listener_settings_pick_the_listener_security() {
+        let s = settings(
+            "per_listener_settings true\nlistener 1 127.0.0.1\nallow_anonymous true\n\
+             listener 2 127.0.0.1\nmax_qos 1\n",
+        )
+        .unwrap();
+        assert!(s.listeners[0].allow_anonymous);
+        assert!(!s.listeners[1].allow_anonymous);
+        assert_eq!(s.listeners[1].connection.max_qos, QoS::AtLeastOnce);
+    }
+
+    #[test]
+    fn limits_map_to_sessions() {
+        let s = settings(
+            "max_inflight_messages 5\nmax_queued_messages 7\nqueue_qos0_messages true\n\
+             message_size_limit 100\nmax_packet_size 2000\nupgrade_outgoing_qos true\n",
+        )
+        .unwrap();
+        let o = s.routing.outbound;
+        assert_eq!((o.max_inflight_messages, o.max_queued_messages), (5, 7));
+        assert!(o.queue_qos0_messages && s.routing.upgrade_outgoing_qos);
+        assert_eq!(s.max_packet_size, 2000);
+        assert_eq!(s.listeners[0].connection.message_size_limit, 100);
+    }
+
+    #[test]
+    fn unenforced_security_refuses_to_start() {
+        let e = settings("password_file /etc/pigeon/passwd\n").unwrap_err();
+        assert!(e.to_string().contains("password_file"), "{e}");
+    }
+}
