@@ -15,8 +15,9 @@ use std::collections::hash_map::Entry;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
-use pigeon_proto::{MqttString, Protocol, QoS, SubscriptionOptions, TopicFilter};
+use pigeon_proto::{MqttString, Packet, Protocol, QoS, SubscriptionOptions, TopicFilter};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::message::{Delivery, Message};
@@ -55,12 +56,87 @@ pub struct Counters {
     pub messages_sent: AtomicU64,
     /// Deliveries dropped because a subscriber's queue was full.
     pub messages_dropped: AtomicU64,
+    /// MQTT packets of any type received from clients.
+    pub packets_received: AtomicU64,
+    /// MQTT packets of any type sent to clients.
+    pub packets_sent: AtomicU64,
+    /// PUBLISH packets sent to clients.
+    pub publish_sent: AtomicU64,
+    /// Payload bytes of the PUBLISH packets received from clients.
+    pub publish_bytes_received: AtomicU64,
+    /// Payload bytes of the PUBLISH packets sent to clients.
+    pub publish_bytes_sent: AtomicU64,
+    /// Bytes read from client sockets.
+    pub bytes_received: AtomicU64,
+    /// Bytes written to client sockets.
+    pub bytes_sent: AtomicU64,
+    /// CONNECT packets received.
+    pub connections: AtomicU64,
+    /// TCP connections accepted.
+    pub sockets: AtomicU64,
+    /// Clients connected now (sessions owned by a connection).
+    pub clients_connected: AtomicU64,
+    /// The most clients connected at the same time.
+    pub clients_maximum: AtomicU64,
+    /// Disconnected persistent sessions removed by `persistent_client_expiration`.
+    pub clients_expired: AtomicU64,
+}
+
+impl Counters {
+    /// Counts a packet decoded from a client.
+    pub fn packet_received(&self, packet: &Packet) {
+        self.packets_received.fetch_add(1, Ordering::Relaxed);
+        match packet {
+            Packet::Publish(publish) => {
+                self.messages_received.fetch_add(1, Ordering::Relaxed);
+                self.publish_bytes_received
+                    .fetch_add(publish.payload.len() as u64, Ordering::Relaxed);
+            }
+            Packet::Connect(_) => {
+                self.connections.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+
+    /// Counts a packet about to be written to a client.
+    pub fn packet_sent(&self, packet: &Packet) {
+        self.packets_sent.fetch_add(1, Ordering::Relaxed);
+        if let Packet::Publish(publish) = packet {
+            self.publish_sent.fetch_add(1, Ordering::Relaxed);
+            self.publish_bytes_sent
+                .fetch_add(publish.payload.len() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts bytes read from a client socket.
+    pub fn bytes_read(&self, n: usize) {
+        self.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Counts bytes written to a client socket.
+    pub fn bytes_written(&self, n: usize) {
+        self.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    fn client_connected(&self) {
+        let now = self.clients_connected.fetch_add(1, Ordering::Relaxed) + 1;
+        self.clients_maximum.fetch_max(now, Ordering::Relaxed);
+    }
+
+    fn client_disconnected(&self) {
+        self.clients_connected.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug)]
 enum Client {
-    Online { mailbox: Mailbox, generation: u64 },
-    Offline(Box<Session>),
+    Online {
+        mailbox: Mailbox,
+        generation: u64,
+    },
+    /// A persistent session without a connection, and since when.
+    Offline(Box<Session>, Instant),
 }
 
 /// How a CONNECT's claim on a Client Identifier turned out.
@@ -152,10 +228,14 @@ impl Broker {
                 generation,
             },
         );
+        if !matches!(previous, Some(Client::Online { .. })) {
+            // A takeover replaces one connected client by another; anything else adds one.
+            self.counters.client_connected();
+        }
         match previous {
             None => Claim::Fresh(self.new_session(client_id, protocol, clean)),
-            Some(Client::Offline(session)) if !clean => Claim::Resumed(*session),
-            Some(Client::Offline(session)) => {
+            Some(Client::Offline(session, _)) if !clean => Claim::Resumed(*session),
+            Some(Client::Offline(session, _)) => {
                 self.drop_subscriptions(&session);
                 Claim::Fresh(self.new_session(client_id, protocol, clean))
             }
@@ -201,6 +281,7 @@ impl Broker {
         client_id: &MqttString,
         generation: u64,
         session: Option<Session>,
+        now: Instant,
     ) -> Result<(), Option<Session>> {
         let mut clients = lock(&self.clients);
         let Entry::Occupied(entry) = clients.entry(client_id.clone()) else {
@@ -210,9 +291,10 @@ impl Broker {
             Client::Online { generation: g, .. } if *g == generation => {}
             _ => return Err(session),
         }
+        self.counters.client_disconnected();
         match session {
             Some(session) if !session.clean => {
-                *entry.into_mut() = Client::Offline(Box::new(session));
+                *entry.into_mut() = Client::Offline(Box::new(session), now);
             }
             session => {
                 entry.remove();
@@ -288,11 +370,9 @@ impl Broker {
     /// Publishes `message`: stores or clears it as retained when its RETAIN flag says so,
     /// then delivers it to every matching subscriber once, at the highest QoS among that
     /// client's matching subscriptions (3.1.1 section 3.3.5: overlapping subscriptions).
-    /// Returns the number of deliveries made.
+    /// Returns the number of deliveries made. (Received PUBLISH packets are counted where they
+    /// are decoded, [`Counters::packet_received`], so wills and `$SYS` updates are not.)
     pub fn publish(&self, message: &Arc<Message>) -> usize {
-        self.counters
-            .messages_received
-            .fetch_add(1, Ordering::Relaxed);
         if message.retain {
             // [MQTT-3.3.1-5]: store it (an empty payload clears it [MQTT-3.3.1-10]).
             self.retained
@@ -336,7 +416,7 @@ impl Broker {
                 Some(Client::Online { mailbox, .. }) => {
                     mailbox.try_send(Mail::Deliver(delivery)).is_ok()
                 }
-                Some(Client::Offline(session)) => !matches!(
+                Some(Client::Offline(session, _)) => !matches!(
                     session.outbound.push(delivery, Link::Offline),
                     Pushed::Dropped
                 ),
@@ -370,11 +450,185 @@ impl Broker {
             .len()
     }
 
+    /// Removes the persistent sessions whose client has been away longer than `max_age`
+    /// (`persistent_client_expiration`), with their subscriptions and queued messages;
+    /// returns their Client Identifiers.
+    pub fn expire_sessions(&self, now: Instant, max_age: Duration) -> Vec<MqttString> {
+        let expired: Vec<Box<Session>> = lock(&self.clients)
+            .extract_if(|_, client| {
+                matches!(client, Client::Offline(_, since)
+                    if now.saturating_duration_since(*since) > max_age)
+            })
+            .filter_map(|(_, client)| match client {
+                Client::Offline(session, _) => Some(session),
+                Client::Online { .. } => None,
+            })
+            .collect();
+        let ids = expired.iter().map(|s| s.client_id.clone()).collect();
+        for session in &expired {
+            self.drop_subscriptions(session);
+            self.counters
+                .clients_expired
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        ids
+    }
+
+    /// What the broker holds for later, as `(messages, payload bytes)`: the retained messages
+    /// and what waits in disconnected clients' sessions (a message queued for several clients
+    /// counts once per client).
+    pub fn stored(&self) -> (usize, usize) {
+        let (mut count, mut bytes) = {
+            let retained = self.retained.read().unwrap_or_else(PoisonError::into_inner);
+            (retained.len(), retained.bytes())
+        };
+        for client in lock(&self.clients).values() {
+            if let Client::Offline(session, _) = client {
+                count += session.outbound.inflight_len() + session.outbound.queued_len();
+                bytes += session.outbound.held_bytes();
+            }
+        }
+        (count, bytes)
+    }
+
     /// Retained messages stored.
     pub fn retained_count(&self) -> usize {
         self.retained
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use pigeon_proto::TopicName;
+    use pigeon_proto::properties::PublishProperties;
+
+    use super::*;
+    use crate::clock;
+
+    fn broker() -> Broker {
+        Broker::new(RoutingSettings {
+            upgrade_outgoing_qos: false,
+            outbound: OutboundLimits::default(),
+        })
+    }
+
+    fn id(s: &str) -> MqttString {
+        MqttString::try_from(s).expect("valid id")
+    }
+
+    fn message(t: &str, qos: QoS, retain: bool, payload: &'static [u8]) -> Arc<Message> {
+        Arc::new(Message {
+            topic: TopicName::from_string(id(t)).expect("valid topic"),
+            payload: Bytes::from_static(payload),
+            qos,
+            retain,
+            properties: PublishProperties::default(),
+        })
+    }
+
+    fn filter(f: &str, qos: QoS) -> (TopicFilter, SubscriptionOptions) {
+        (
+            TopicFilter::from_string(id(f)).expect("valid filter"),
+            SubscriptionOptions::new(qos),
+        )
+    }
+
+    /// Connects `client` with a persistent session subscribed to `f`, then disconnects it.
+    fn subscribe_and_leave(b: &Broker, client: &str, f: &str, at: Instant) {
+        let (tx, _rx) = mpsc::channel(8);
+        let generation = b.next_generation();
+        let Claim::Fresh(mut session) = b.claim(&id(client), Protocol::V311, false, tx, generation)
+        else {
+            panic!("a new client gets a fresh session");
+        };
+        let sub = filter(f, QoS::ExactlyOnce);
+        b.subscribe(&id(client), std::slice::from_ref(&sub));
+        session
+            .subscriptions
+            .insert(sub.0.as_mqtt_string().clone(), sub);
+        b.release(&id(client), generation, Some(session), at)
+            .expect("still owns its identifier");
+    }
+
+    #[test]
+    fn offline_sessions_queue_and_resume() {
+        let b = broker();
+        let t0 = clock::now();
+        subscribe_and_leave(&b, "c1", "a/+", t0);
+        // QoS 1 and 2 messages are queued for a disconnected persistent session
+        // (3.1.1 section 3.1.2.4); QoS 0 is not, unless queue_qos0_messages.
+        assert_eq!(b.publish(&message("a/b", QoS::AtLeastOnce, false, b"1")), 1);
+        assert_eq!(b.publish(&message("a/c", QoS::ExactlyOnce, false, b"2")), 1);
+        b.publish(&message("a/d", QoS::AtMostOnce, false, b"3"));
+        let (tx, _rx) = mpsc::channel(8);
+        let Claim::Resumed(session) = b.claim(&id("c1"), Protocol::V311, false, tx, 99) else {
+            panic!("clean session 0 resumes the stored session");
+        };
+        assert_eq!(
+            session.outbound.inflight_len() + session.outbound.queued_len(),
+            2
+        );
+    }
+
+    #[test]
+    fn persistent_sessions_expire_after_the_configured_time() {
+        let b = broker();
+        let t0 = clock::now();
+        subscribe_and_leave(&b, "old", "x/#", t0);
+        subscribe_and_leave(&b, "new", "y/#", t0 + Duration::from_secs(3000));
+        let hour = Duration::from_secs(3600);
+        assert!(b.expire_sessions(t0 + hour, hour).is_empty(), "not yet");
+        let expired = b.expire_sessions(t0 + hour + Duration::from_secs(1), hour);
+        assert_eq!(expired, [id("old")]);
+        assert_eq!(b.client_count(), 1);
+        assert_eq!(b.counters.clients_expired.load(Ordering::Relaxed), 1);
+        // Its subscriptions went with it.
+        assert_eq!(b.publish(&message("x/1", QoS::AtLeastOnce, false, b"p")), 0);
+        assert_eq!(b.publish(&message("y/1", QoS::AtLeastOnce, false, b"p")), 1);
+    }
+
+    #[test]
+    fn retained_messages_reach_new_subscribers_with_retain_set() {
+        let b = broker();
+        b.publish(&message("r/1", QoS::AtLeastOnce, true, b"v1"));
+        b.publish(&message("r/1", QoS::AtLeastOnce, true, b"v2"));
+        b.publish(&message("r/2", QoS::ExactlyOnce, true, b"w"));
+        b.publish(&message("$SYS/x", QoS::AtMostOnce, true, b"s"));
+        assert_eq!(b.retained_count(), 3);
+        let got = b.subscribe(&id("s"), &[filter("#", QoS::AtLeastOnce)]);
+        let mut seen: Vec<(String, Bytes, QoS, bool)> = got
+            .iter()
+            .map(|d| {
+                let t = d.message.topic.as_str().to_owned();
+                (t, d.message.payload.clone(), d.qos, d.retain)
+            })
+            .collect();
+        seen.sort();
+        // [MQTT-3.3.1-8]: RETAIN set; replaced value; QoS the lower of the two; `#` does not
+        // match `$SYS` [MQTT-4.7.2-1].
+        assert_eq!(
+            seen,
+            [
+                (
+                    "r/1".into(),
+                    Bytes::from_static(b"v2"),
+                    QoS::AtLeastOnce,
+                    true
+                ),
+                (
+                    "r/2".into(),
+                    Bytes::from_static(b"w"),
+                    QoS::AtLeastOnce,
+                    true
+                ),
+            ]
+        );
+        // [MQTT-3.3.1-10]: an empty retained payload clears the topic.
+        b.publish(&message("r/1", QoS::AtMostOnce, true, b""));
+        assert_eq!(b.retained_count(), 2);
     }
 }

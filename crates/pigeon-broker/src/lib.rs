@@ -6,8 +6,9 @@
 //! - [`session`]: per-client delivery state (in-flight window, queues, QoS 2 exactly-once).
 //! - [`message`]: messages as routed and delivered.
 //! - [`config`]: the configuration: Mosquitto's `mosquitto.conf` read into a typed `Config`.
+//! - [`sys`]: the `$SYS/broker/...` statistics topics, as Mosquitto publishes them.
 //!
-//! Still to come: the session state machine around them, the network drivers, `$SYS`, and the
+//! Still to come: the session state machine around them, the network drivers and the
 //! `pigeon` binary.
 
 #![forbid(unsafe_code)]
@@ -15,9 +16,11 @@
 pub mod broker;
 pub mod clock;
 pub mod config;
+pub mod log;
 pub mod message;
 pub mod net;
 pub mod router;
 pub mod server;
 pub mod session;
 pub mod settings;
+pub mod sys;

@@ -5,14 +5,17 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use pigeon_proto::Decoder;
 
 use crate::broker::{Broker, RoutingSettings};
 use crate::clock;
+use crate::log::{Log, LogSettings, strerror};
+use crate::message::Message;
 use crate::net::bind;
 use crate::session::{ConnectionSettings, OutboundLimits};
+use crate::sys;
 
 /// Everything [`Server::start`] needs, resolved from the configuration and command line.
 #[derive(Debug, Clone)]
@@ -29,6 +32,11 @@ pub struct ServerSettings {
     pub nodelay: bool,
     /// Logging.
     pub log: LogSettings,
+    /// `sys_interval`: the period of the `$SYS` updates; `None` publishes none.
+    pub sys_interval: Option<Duration>,
+    /// `persistent_client_expiration`: how long a disconnected persistent session is kept;
+    /// `None` keeps it for ever.
+    pub persistent_client_expiration: Option<Duration>,
 }
 
 impl Default for ServerSettings {
@@ -48,6 +56,8 @@ impl Default for ServerSettings {
             clientid_prefixes: Vec::new(),
             nodelay: false,
             log: LogSettings::default(),
+            sys_interval: Some(Duration::from_secs(10)),
+            persistent_client_expiration: None,
         }
     }
 }
@@ -67,6 +77,8 @@ pub struct ListenerSettings {
     pub allow_zero_length_clientid: bool,
     /// `auto_id_prefix`.
     pub auto_id_prefix: String,
+    /// `bind_interface`: the network interface the socket is bound to (`SO_BINDTODEVICE`).
+    pub bind_interface: Option<String>,
     /// Whether a failure to bind is tolerated (the implicit `::1` listener on a machine
     /// without IPv6).
     pub optional: bool,
@@ -82,74 +94,9 @@ impl ListenerSettings {
             allow_anonymous: true,
             allow_zero_length_clientid: true,
             auto_id_prefix: "auto-".to_string(),
+            bind_interface: None,
             optional: addr.is_ipv6(),
         }
-    }
-}
-
-/// Which log lines are written (to standard error), Mosquitto's `log_type` in brief.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LogSettings {
-    /// Per-packet lines (`log_type debug`, or `-v`).
-    pub debug: bool,
-    /// Connection lines (`log_type notice` / `information`).
-    pub notice: bool,
-    /// Prefix lines with the Unix time, as Mosquitto's `log_timestamp true` does.
-    pub timestamp: bool,
-}
-
-impl Default for LogSettings {
-    fn default() -> Self {
-        LogSettings {
-            debug: false,
-            notice: true,
-            timestamp: true,
-        }
-    }
-}
-
-/// The log sink the connections share.
-#[derive(Debug)]
-pub struct Log {
-    settings: LogSettings,
-}
-
-impl Log {
-    fn write(&self, msg: &str) {
-        use std::io::Write as _;
-        let line = if self.settings.timestamp {
-            let secs = clock::wall()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            format!("{secs}: {msg}\n")
-        } else {
-            format!("{msg}\n")
-        };
-        let _ = io::stderr().lock().write_all(line.as_bytes());
-    }
-
-    /// A per-packet line.
-    pub fn debug(&self, msg: &str) {
-        if self.settings.debug {
-            self.write(msg);
-        }
-    }
-
-    /// A connection-level line.
-    pub fn notice(&self, msg: &str) {
-        if self.settings.notice {
-            self.write(msg);
-        }
-    }
-
-    /// An informational line.
-    pub fn info(&self, msg: &str) {
-        self.notice(msg);
-    }
-
-    /// An error line: always written.
-    pub fn error(&self, msg: &str) {
-        self.write(msg);
     }
 }
 
@@ -159,7 +106,7 @@ pub struct Shared {
     /// Registry, subscriptions, retained messages.
     pub broker: Broker,
     /// Logging.
-    pub log: Log,
+    pub log: Arc<Log>,
     /// Largest packet accepted.
     pub max_packet_size: u32,
     /// Capacity of each connection's delivery mailbox.
@@ -190,11 +137,21 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds every listener and starts accepting.
+    /// Opens the log `settings.log` describes, binds every listener and starts accepting.
     ///
     /// # Errors
     /// The first listener that cannot be bound, with its address.
     pub async fn start(settings: ServerSettings) -> io::Result<Server> {
+        let log = Arc::new(Log::open(settings.log.clone()));
+        Server::start_with_log(settings, log).await
+    }
+
+    /// Binds every listener and starts accepting, logging to `log` (opened by the caller, so
+    /// that the lines before the listeners, "starting" and the like, go where the rest go).
+    ///
+    /// # Errors
+    /// The first listener that cannot be bound, with its address.
+    pub async fn start_with_log(settings: ServerSettings, log: Arc<Log>) -> io::Result<Server> {
         let limits = settings.routing.outbound;
         let window = usize::from(match limits.max_inflight_messages {
             0 => u16::MAX,
@@ -206,25 +163,46 @@ impl Server {
         };
         let shared = Arc::new(Shared {
             broker: Broker::new(settings.routing.clone()),
-            log: Log {
-                settings: settings.log,
-            },
+            log,
             max_packet_size: settings.max_packet_size,
             mailbox_capacity: (window + queued).clamp(64, 1 << 20),
             nodelay: settings.nodelay,
             clientid_prefixes: settings.clientid_prefixes.clone(),
         });
+        if shared.log.settings().dest.topic {
+            let weak = Arc::downgrade(&shared);
+            shared
+                .log
+                .set_topic_hook(Arc::new(move |topic: &str, line: &str| {
+                    if let Some(shared) = weak.upgrade() {
+                        publish_log_line(&shared.broker, topic, line);
+                    }
+                }));
+        }
         let mut tasks = Vec::new();
         let mut addrs = Vec::new();
         for listener in &settings.listeners {
             let addr = listener.addr;
-            let bound = match bind(addr).await {
+            let family = if addr.is_ipv4() { "ipv4" } else { "ipv6" };
+            // Mosquitto says so before binding; a port the system chooses (0) is said after,
+            // and so is an optional listener (it may not exist).
+            let announce_first = !listener.optional && addr.port() != 0;
+            if announce_first {
+                shared.log.info(format_args!(
+                    "Opening {family} listen socket on port {}.",
+                    addr.port()
+                ));
+            }
+            let bound = match bind(addr, listener.bind_interface.as_deref()).await {
                 Ok(bound) => bound,
                 Err(e) if listener.optional => {
-                    shared.log.info(&format!("Not listening on {addr}: {e}."));
+                    shared
+                        .log
+                        .debug(format_args!("Not listening on {addr}: {}.", strerror(&e)));
                     continue;
                 }
                 Err(e) => {
+                    shared.log.error(format_args!("Error: {}", strerror(&e)));
                     return Err(io::Error::new(
                         e.kind(),
                         format!("unable to listen on {addr}: {e}"),
@@ -232,11 +210,12 @@ impl Server {
                 }
             };
             let local = bound.local_addr()?;
-            let family = if local.is_ipv4() { "ipv4" } else { "ipv6" };
-            shared.log.info(&format!(
-                "Opening {family} listen socket on port {}.",
-                local.port()
-            ));
+            if !announce_first {
+                shared.log.info(format_args!(
+                    "Opening {family} listen socket on port {}.",
+                    local.port()
+                ));
+            }
             addrs.push(local);
             let listener_shared = Arc::new(ListenerShared {
                 settings: listener.clone(),
@@ -246,6 +225,12 @@ impl Server {
             tasks.push(tokio::spawn(
                 bound.run(Arc::clone(&shared), listener_shared),
             ));
+        }
+        if let Some(max_age) = settings.persistent_client_expiration {
+            tasks.push(tokio::spawn(expire_sessions(Arc::clone(&shared), max_age)));
+        }
+        if let Some(interval) = settings.sys_interval {
+            tasks.push(tokio::spawn(sys::run(Arc::clone(&shared), interval)));
         }
         Ok(Server {
             shared,
@@ -273,4 +258,37 @@ impl Server {
         // Give connection tasks a moment to write what they have queued.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Removes persistent sessions whose client has been away longer than `max_age`, checking
+/// often enough that none outlives its expiry by more than a tenth of it (at most a minute).
+async fn expire_sessions(shared: Arc<Shared>, max_age: Duration) {
+    let period = (max_age / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        for client_id in shared.broker.expire_sessions(clock::now(), max_age) {
+            shared
+                .log
+                .notice(format_args!("Expiring client {client_id} due to timeout."));
+        }
+    }
+}
+
+/// Publishes a `log_dest topic` line on `$SYS/broker/log/...`, as Mosquitto does: QoS 2, not
+/// retained, expiring after 20 seconds.
+fn publish_log_line(broker: &Broker, topic: &str, line: &str) {
+    let Ok(topic) = pigeon_proto::TopicName::try_from(topic) else {
+        return;
+    };
+    let mut message = Message {
+        topic,
+        payload: bytes::Bytes::copy_from_slice(line.as_bytes()),
+        qos: pigeon_proto::QoS::ExactlyOnce,
+        retain: false,
+        properties: Default::default(),
+    };
+    message.properties.message_expiry_interval = Some(20);
+    broker.publish(&Arc::new(message));
 }

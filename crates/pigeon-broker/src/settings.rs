@@ -6,7 +6,8 @@ use pigeon_proto::Decoder;
 
 use crate::broker::RoutingSettings;
 use crate::config::{Bind, Config, SocketDomain};
-use crate::server::{ListenerSettings, LogSettings, ServerSettings};
+use crate::log::LogSettings;
+use crate::server::{ListenerSettings, ServerSettings};
 use crate::session::{ConnectionSettings, OutboundLimits};
 
 /// Why a valid configuration cannot run (yet).
@@ -39,11 +40,6 @@ impl ServerSettings {
                         .to_owned(),
                 ));
             }
-            if listener.bind_interface.is_some() {
-                return Err(SettingsError(
-                    "bind_interface: not supported yet".to_owned(),
-                ));
-            }
             if listener.mount_point.is_some() {
                 return Err(SettingsError("mount_point: not supported yet".to_owned()));
             }
@@ -68,6 +64,7 @@ impl ServerSettings {
                     allow_anonymous: security.allow_anonymous,
                     allow_zero_length_clientid: security.allow_zero_length_clientid,
                     auto_id_prefix: security.auto_id_prefix.clone(),
+                    bind_interface: listener.bind_interface.clone(),
                     optional,
                 });
             }
@@ -98,7 +95,16 @@ impl ServerSettings {
                 .map(ToString::to_string)
                 .collect(),
             nodelay: config.set_tcp_nodelay,
-            log: LogSettings::default(),
+            log: LogSettings {
+                types: config.log_type,
+                dest: config.log_dest.clone(),
+                timestamp: config.log_timestamp,
+                timestamp_format: config.log_timestamp_format.clone(),
+                facility: config.log_facility,
+                connection_messages: config.connection_messages,
+            },
+            sys_interval: config.sys_interval,
+            persistent_client_expiration: config.persistent_client_expiration,
         })
     }
 }
@@ -210,6 +216,39 @@ mod tests {
         assert!(o.queue_qos0_messages && s.routing.upgrade_outgoing_qos);
         assert_eq!(s.max_packet_size, 2000);
         assert_eq!(s.listeners[0].connection.message_size_limit, 100);
+    }
+
+    #[test]
+    fn sys_interval_defaults_to_ten_seconds_and_zero_disables() {
+        assert_eq!(
+            settings("").unwrap().sys_interval,
+            Some(std::time::Duration::from_secs(10))
+        );
+        assert_eq!(settings("sys_interval 0\n").unwrap().sys_interval, None);
+    }
+
+    #[test]
+    fn logging_directives_reach_the_log_settings() {
+        use crate::config::{LogDest, LogTypes};
+
+        let s = settings("").unwrap();
+        assert_eq!(s.log, LogSettings::default());
+        let s = settings(
+            "log_type subscribe\nlog_type error\nlog_dest topic\nlog_dest file /tmp/p.log\n\
+             log_timestamp false\nlog_timestamp_format %H\nlog_facility 3\n\
+             connection_messages false\n",
+        )
+        .unwrap();
+        assert_eq!(s.log.types, LogTypes::SUBSCRIBE.union(LogTypes::ERROR));
+        assert!(s.log.dest.topic && !s.log.dest.stderr);
+        assert_eq!(s.log.dest.file.as_deref(), Some(Path::new("/tmp/p.log")));
+        assert!(!s.log.timestamp && !s.log.connection_messages);
+        assert_eq!(s.log.timestamp_format.as_deref(), Some("%H"));
+        assert_eq!(s.log.facility, Some(3));
+        assert_eq!(
+            settings("log_dest none\n").unwrap().log.dest,
+            LogDest::none()
+        );
     }
 
     #[test]

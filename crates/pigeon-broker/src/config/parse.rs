@@ -487,7 +487,16 @@ impl<'s> Parser<'s> {
             }
 
             // ---- Persistence ------------------------------------------------------------
-            "persistence" | "retained_persistence" => self.cfg.persistence = line.bool()?,
+            "persistence" | "retained_persistence" => {
+                self.cfg.persistence = line.bool()?;
+                if self.cfg.persistence {
+                    self.warn(
+                        line,
+                        "not implemented yet (persistence arrives with issue 8): sessions and \
+                         retained messages are kept in memory only and lost on restart",
+                    );
+                }
+            }
             "persistence_file" => {
                 let name = self.string(line, "a file name")?;
                 self.once(Scope::Global, "persistence_file", line)?;

@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use pigeon_proto::{Decoder, MqttString, Packet, ReasonCode, Will};
+use pigeon_proto::{
+    DecodeError, Decoder, MqttString, Packet, PacketType, Protocol, ReasonCode, TopicError, Will,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -18,9 +20,10 @@ use tokio::time::sleep_until;
 
 use crate::broker::{Claim, Mail};
 use crate::clock;
+use crate::config::LogTypes;
 use crate::message::Message;
 use crate::server::{ListenerShared, Shared};
-use crate::session::{CloseReason, Connection, Event, Session};
+use crate::session::{CloseReason, Connection, Event, Session, Violation};
 
 /// Stop reading from a client while this much output waits to be written to it.
 const WRITE_HIGH_WATER: usize = 256 * 1024;
@@ -44,9 +47,14 @@ pub async fn serve_connection(
     if shared.nodelay {
         let _ = stream.set_nodelay(true);
     }
-    shared
-        .log
-        .info(&format!("New connection from {peer} on port {port}."));
+    shared.log.connection(
+        LogTypes::NOTICE,
+        format_args!(
+            "New connection from {}:{} on port {port}.",
+            peer.ip(),
+            peer.port()
+        ),
+    );
     let (tx, rx) = mpsc::channel(shared.mailbox_capacity);
     let (reader, writer) = stream.into_split();
     let mut driver = Driver {
@@ -61,6 +69,8 @@ pub async fn serve_connection(
         wbuf: BytesMut::new(),
         identity: None,
         takeover_reply: None,
+        ending: None,
+        ack_rc: None,
     };
     driver.run(tx, rx).await;
 }
@@ -77,6 +87,55 @@ struct Driver {
     wbuf: BytesMut,
     identity: Option<Identity>,
     takeover_reply: Option<oneshot::Sender<Option<Session>>>,
+    /// How the log words the disconnection a decoding error is about to cause.
+    ending: Option<Ending>,
+    /// The reason code the log gives the acknowledgement being sent (149 for a message
+    /// dropped as too large, as Mosquitto says even in 3.1.1, where the packet has none).
+    ack_rc: Option<u8>,
+}
+
+/// How Mosquitto words the end of a connection over a protocol violation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Malformed,
+    ProtocolError,
+    Oversize,
+    QosNotSupported,
+    RetainNotSupported,
+}
+
+impl Ending {
+    fn of(violation: Violation) -> Ending {
+        match violation.reason {
+            ReasonCode::MALFORMED_PACKET => Ending::Malformed,
+            ReasonCode::PACKET_TOO_LARGE => Ending::Oversize,
+            ReasonCode::QOS_NOT_SUPPORTED => Ending::QosNotSupported,
+            ReasonCode::RETAIN_NOT_SUPPORTED => Ending::RetainNotSupported,
+            _ => Ending::ProtocolError,
+        }
+    }
+}
+
+/// How much of a packet is kept before decoding it, to quote a bad CONNECT's protocol name.
+const HEAD_LEN: usize = 72;
+
+/// The protocol name of a CONNECT packet whose first bytes are `head`, as far as `head` goes.
+fn connect_protocol_name(head: &[u8]) -> Option<String> {
+    // The type byte, then the Remaining Length in one to four bytes.
+    let length_bytes = head.get(1..)?.iter().take(4).position(|b| b & 0x80 == 0)? + 1;
+    let rest = head.get(1 + length_bytes..)?;
+    let len = usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?]));
+    let name = rest.get(2..)?;
+    Some(String::from_utf8_lossy(&name[..len.min(name.len())]).into_owned())
+}
+
+/// Mosquitto's number for a protocol version in "New client connected" (its `mosq_p_*`).
+fn protocol_number(protocol: Protocol) -> u8 {
+    match protocol {
+        Protocol::V31 => 1,
+        Protocol::V311 => 2,
+        Protocol::V5 => 5,
+    }
 }
 
 impl Driver {
@@ -106,13 +165,17 @@ impl Driver {
                         peer_closed = true;
                         break;
                     }
-                    Ok(_) => self.decode_all(&mailbox).await,
+                    Ok(n) => {
+                        self.shared.broker.counters.bytes_read(n);
+                        self.decode_all(&mailbox).await;
+                    }
                 },
                 written = self.writer.write_buf(&mut self.wbuf), if !self.wbuf.is_empty() => {
-                    if written.is_err() {
+                    let Ok(n) = written else {
                         peer_closed = true;
                         break;
-                    }
+                    };
+                    self.shared.broker.counters.bytes_written(n);
                 }
                 mail = rx.recv(), if can_take_mail => {
                     if let Some(mail) = mail {
@@ -132,8 +195,9 @@ impl Driver {
         }
         // Say goodbye with whatever is queued (a CONNACK refusal, a DISCONNECT in 5.0).
         self.flush_transmit();
-        if !peer_closed && !self.wbuf.is_empty() {
-            let _ = self.writer.write_all(&self.wbuf).await;
+        if !peer_closed && !self.wbuf.is_empty() && self.writer.write_all(&self.wbuf).await.is_ok()
+        {
+            self.shared.broker.counters.bytes_written(self.wbuf.len());
         }
         let _ = self.writer.shutdown().await;
         self.finish(peer_closed, rx).await;
@@ -142,23 +206,97 @@ impl Driver {
     /// Decodes and handles every complete packet in the read buffer.
     async fn decode_all(&mut self, mailbox: &mpsc::Sender<Mail>) {
         while !self.conn.is_closed() && !self.conn.is_connecting() {
+            // The start of the packet, for the lines about one that cannot be read: its type,
+            // and before CONNECT is accepted, its protocol name.
+            let mut head = [0u8; HEAD_LEN];
+            let head_len = if self.identity.is_none() {
+                self.rbuf.len().min(HEAD_LEN)
+            } else {
+                self.rbuf.len().min(1)
+            };
+            head[..head_len].copy_from_slice(&self.rbuf[..head_len]);
             match self.decoder.decode(&mut self.rbuf) {
                 Ok(Some(packet)) => {
                     self.log_received(&packet);
+                    self.shared.broker.counters.packet_received(&packet);
                     self.conn.handle_packet(packet, clock::now());
                     self.handle_events(mailbox).await;
+                    // Answers are logged right after what they answer, as Mosquitto does.
+                    self.flush_transmit();
                 }
                 Ok(None) => break,
                 Err(error) => {
-                    self.shared.log.notice(&format!(
-                        "Client {} disconnected due to malformed packet: {error}.",
-                        self.name()
-                    ));
+                    self.log_decode_error(error, &head[..head_len]);
                     self.conn.handle_decode_error(error);
                     self.handle_events(mailbox).await;
                 }
             }
         }
+    }
+
+    /// Logs what Mosquitto says of a packet it cannot read, and how it words the
+    /// disconnection that follows.
+    fn log_decode_error(&mut self, error: DecodeError, head: &[u8]) {
+        let log = &self.shared.log;
+        let ip = self.peer.ip();
+        let name = self
+            .identity
+            .as_ref()
+            .map_or("<unknown>", |i| i.client_id.as_str());
+        let unsubscribe =
+            head.first().and_then(|b| PacketType::from_u8(b >> 4)) == Some(PacketType::Unsubscribe);
+        let ending = match error {
+            DecodeError::PacketTooLarge { .. } => Ending::Oversize,
+            DecodeError::UnsupportedProtocolVersion(version) => {
+                log.info(format_args!(
+                    "Invalid protocol version {version} in CONNECT from {ip}."
+                ));
+                Ending::ProtocolError
+            }
+            DecodeError::InvalidProtocolName => {
+                if let Some(protocol) = connect_protocol_name(head) {
+                    log.info(format_args!(
+                        "Invalid protocol \"{protocol}\" in CONNECT from {ip}."
+                    ));
+                }
+                Ending::ProtocolError
+            }
+            DecodeError::InvalidWillQoS => {
+                log.info(format_args!("Invalid Will QoS in CONNECT from {ip}."));
+                Ending::ProtocolError
+            }
+            DecodeError::InvalidSubscriptionQoS | DecodeError::SubscriptionOptionsReserved => {
+                log.info(format_args!(
+                    "Invalid QoS in subscription command from {ip}, disconnecting."
+                ));
+                Ending::Malformed
+            }
+            DecodeError::InvalidTopicFilter(e) => {
+                match (unsubscribe, e) {
+                    (true, TopicError::Empty) => log.info(format_args!(
+                        "Empty unsubscription string from {name}, disconnecting."
+                    )),
+                    (true, _) => log.info(format_args!(
+                        "Invalid unsubscription string from {name}, disconnecting."
+                    )),
+                    (false, TopicError::Empty) => {}
+                    (false, _) => log.info(format_args!(
+                        "Invalid subscription string from {ip}, disconnecting."
+                    )),
+                }
+                Ending::Malformed
+            }
+            DecodeError::ZeroPacketId(PacketType::Subscribe | PacketType::Unsubscribe)
+            | DecodeError::NoTopicFilters(_) => Ending::Malformed,
+            DecodeError::InvalidTopicName(_)
+            | DecodeError::VarIntTooLong
+            | DecodeError::ReservedPacketType(_) => Ending::ProtocolError,
+            // Mosquitto refuses any other fault in CONNECT as a protocol error.
+            _ if self.identity.is_none() => Ending::ProtocolError,
+            other if other.reason_code() == ReasonCode::PROTOCOL_ERROR => Ending::ProtocolError,
+            _ => Ending::Malformed,
+        };
+        self.ending = Some(ending);
     }
 
     fn handle_mail(&mut self, mail: Mail) {
@@ -174,10 +312,13 @@ impl Driver {
                 }
             }
             Mail::TakeOver(reply) => {
-                self.shared.log.notice(&format!(
-                    "Client {} already connected, closing old connection.",
-                    self.name()
-                ));
+                self.shared.log.connection(
+                    LogTypes::ERROR,
+                    format_args!(
+                        "Client {} already connected, closing old connection.",
+                        self.name()
+                    ),
+                );
                 self.takeover_reply = Some(reply);
                 self.conn.take_over();
             }
@@ -191,16 +332,8 @@ impl Driver {
                 Event::Publish(message) => {
                     self.shared.broker.publish(&message);
                 }
-                Event::Dropped(message) => {
-                    self.shared.log.notice(&format!(
-                        "Dropped too large PUBLISH from {} (q{}, r{}, '{}' ({} bytes))",
-                        self.name(),
-                        message.qos as u8,
-                        u8::from(message.retain),
-                        message.topic,
-                        message.payload.len()
-                    ));
-                }
+                // Logged as it arrived ("Dropped too large PUBLISH").
+                Event::Dropped(_) => {}
                 Event::Subscribe(filters) => {
                     let Some(identity) = &self.identity else {
                         continue;
@@ -217,7 +350,11 @@ impl Driver {
                             .unsubscribe(&identity.client_id, &filters);
                     }
                 }
-                Event::Close(reason) => self.log_close(reason),
+                Event::Close(reason) => {
+                    // What was sent before the end (a refusing CONNACK) is logged before it.
+                    self.flush_transmit();
+                    self.log_close(reason);
+                }
             }
         }
     }
@@ -229,11 +366,11 @@ impl Driver {
         if client_id.is_empty() {
             // MQTT 3.1 requires an identifier; 3.1.1 allows an empty one only with Clean Session
             // [MQTT-3.1.3-7], [MQTT-3.1.3-8].
-            let allowed = connect.protocol != pigeon_proto::Protocol::V31
+            let allowed = connect.protocol != Protocol::V31
                 && connect.clean_start
                 && listener.settings.allow_zero_length_clientid;
             if !allowed {
-                self.refuse(&connect, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+                self.refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
                 return;
             }
             client_id = shared
@@ -246,11 +383,11 @@ impl Driver {
                 .iter()
                 .any(|p| client_id.starts_with(p.as_str()))
         {
-            self.refuse(&connect, ReasonCode::NOT_AUTHORIZED);
+            self.refuse(ReasonCode::NOT_AUTHORIZED);
             return;
         }
         if !listener.settings.allow_anonymous && connect.username.is_none() {
-            self.refuse(&connect, ReasonCode::NOT_AUTHORIZED);
+            self.refuse(ReasonCode::NOT_AUTHORIZED);
             return;
         }
         let generation = shared.broker.next_generation();
@@ -284,27 +421,37 @@ impl Driver {
             .as_ref()
             .map(|u| format!(", u'{u}'"))
             .unwrap_or_default();
-        shared.log.notice(&format!(
-            "New client connected from {} as {} (p{}, c{}, k{}{user}).",
-            self.peer,
-            client_id,
-            protocol.level(),
-            u8::from(clean),
-            connect.keep_alive
-        ));
+        let log = &shared.log;
+        log.connection(
+            LogTypes::NOTICE,
+            format_args!(
+                "New client connected from {}:{} as {client_id} (p{}, c{}, k{}{user}).",
+                self.peer.ip(),
+                self.peer.port(),
+                protocol_number(protocol),
+                u8::from(clean),
+                connect.keep_alive
+            ),
+        );
+        if log.connection_messages() {
+            match &connect.will {
+                Some(will) => {
+                    log.debug(format_args!(
+                        "Will message specified ({} bytes) (r{}, q{}).",
+                        will.payload.len(),
+                        u8::from(will.retain),
+                        will.qos as u8
+                    ));
+                    log.debug(format_args!("\t{}", will.topic));
+                }
+                None => log.debug("No will message specified."),
+            }
+        }
         self.conn.accept(session, present, clock::now());
-        shared.log.debug(&format!(
-            "Sending CONNACK to {client_id} ({}, 0)",
-            u8::from(present)
-        ));
     }
 
-    fn refuse(&mut self, connect: &pigeon_proto::Connect, reason: ReasonCode) {
-        let code = reason.to_v3_connack();
-        self.shared.log.notice(&format!(
-            "Client {} from {} refused (CONNACK {code}).",
-            connect.client_id, self.peer
-        ));
+    /// Refuses the CONNECT: the CONNACK and the disconnection are logged as they happen.
+    fn refuse(&mut self, reason: ReasonCode) {
         self.conn.refuse(reason);
     }
 
@@ -312,39 +459,131 @@ impl Driver {
         let protocol = self.conn.protocol();
         for packet in self.conn.take_transmit() {
             self.log_sent(&packet);
+            self.shared.broker.counters.packet_sent(&packet);
             // Packets the state machine builds are valid; one that cannot be encoded is
             // logged and skipped rather than taking the connection down.
             if let Err(error) = packet.encode(protocol, &mut self.wbuf) {
-                self.shared.log.error(&format!(
+                self.shared.log.error(format_args!(
                     "Could not encode {packet:?} for {}: {error}",
                     self.name()
                 ));
             }
         }
+        self.ack_rc = None;
     }
 
-    fn log_received(&self, packet: &Packet) {
-        let name = self.name();
-        let line = match packet {
-            Packet::Publish(p) => format!(
-                "Received PUBLISH from {name} (d{}, q{}, r{}, m{}, '{}', ... ({} bytes))",
-                u8::from(p.dup),
-                p.qos as u8,
-                u8::from(p.retain),
-                p.packet_id.map_or(0, |i| i.get()),
-                p.topic,
-                p.payload.len()
-            ),
-            Packet::Connect(_) => return,
-            other => format!("Received {} from {name}", other.packet_type()),
+    /// Logs a packet from the client as Mosquitto does. Nothing is said of packets before
+    /// the client is accepted: CONNECT is told by "New client connected", and anything else
+    /// ends the connection.
+    fn log_received(&mut self, packet: &Packet) {
+        let limits = &self.listener.settings.connection;
+        let too_large = |p: &pigeon_proto::Publish| {
+            limits.message_size_limit != 0 && p.payload.len() > limits.message_size_limit
         };
-        self.shared.log.debug(&line);
+        if let Packet::Publish(p) = packet
+            && p.packet_id.is_some()
+            && too_large(p)
+        {
+            self.ack_rc = Some(ReasonCode::PACKET_TOO_LARGE.0);
+        }
+        let Some(identity) = &self.identity else {
+            return;
+        };
+        let log = &self.shared.log;
+        let name = identity.client_id.as_str();
+        match packet {
+            Packet::Connect(_) => log.notice(format_args!(
+                "Bad client {name} sending multiple CONNECT messages."
+            )),
+            Packet::Publish(p) => {
+                if p.qos > limits.max_qos {
+                    log.info(format_args!(
+                        "Too high QoS in PUBLISH from {name}, disconnecting."
+                    ));
+                } else if !p.retain || limits.retain_available {
+                    let what = if too_large(p) {
+                        "Dropped too large PUBLISH from"
+                    } else {
+                        "Received PUBLISH from"
+                    };
+                    log.debug(format_args!(
+                        "{what} {name} (d{}, q{}, r{}, m{}, '{}', ... ({} bytes))",
+                        u8::from(p.dup),
+                        p.qos as u8,
+                        u8::from(p.retain),
+                        p.packet_id.map_or(0, |i| i.get()),
+                        p.topic,
+                        p.payload.len()
+                    ));
+                }
+            }
+            Packet::PubAck(a) => log.debug(format_args!(
+                "Received PUBACK from {name} (Mid: {}, RC:{})",
+                a.packet_id, a.reason.0
+            )),
+            Packet::PubRec(a) => log.debug(format_args!(
+                "Received PUBREC from {name} (Mid: {})",
+                a.packet_id
+            )),
+            Packet::PubRel(a) => log.debug(format_args!(
+                "Received PUBREL from {name} (Mid: {})",
+                a.packet_id
+            )),
+            Packet::PubComp(a) => log.debug(format_args!(
+                "Received PUBCOMP from {name} (Mid: {}, RC:{})",
+                a.packet_id, a.reason.0
+            )),
+            Packet::Subscribe(subscribe) => {
+                log.debug(format_args!("Received SUBSCRIBE from {name}"));
+                for (filter, options) in &subscribe.filters {
+                    let qos = options.qos.min(limits.max_qos) as u8;
+                    log.debug(format_args!("\t{filter} (QoS {qos})"));
+                    // Shared subscriptions are refused until MQTT 5.0 arrives (issue 4).
+                    if !filter.is_shared() {
+                        log.subscribe(format_args!("{name} {qos} {filter}"));
+                    }
+                }
+            }
+            Packet::Unsubscribe(unsubscribe) => {
+                log.debug(format_args!("Received UNSUBSCRIBE from {name}"));
+                for filter in &unsubscribe.filters {
+                    log.debug(format_args!("\t{filter}"));
+                    log.unsubscribe(format_args!("{name} {filter}"));
+                }
+            }
+            other => log.debug(format_args!("Received {} from {name}", other.packet_type())),
+        }
     }
 
+    /// Logs a packet to the client as Mosquitto does.
     fn log_sent(&self, packet: &Packet) {
+        let log = &self.shared.log;
+        if !log.enabled(LogTypes::DEBUG) {
+            return;
+        }
         let name = self.name();
-        let line = match packet {
-            Packet::Publish(p) => format!(
+        let rc = |reason: ReasonCode| self.ack_rc.unwrap_or(reason.0);
+        match packet {
+            Packet::ConnAck(a) => {
+                let code = if self.conn.protocol().is_v5() {
+                    a.reason.0
+                } else {
+                    a.reason.to_v3_connack()
+                };
+                let present = u8::from(a.session_present);
+                // A client refused before it is known goes by its address.
+                match &self.identity {
+                    Some(i) => log.debug(format_args!(
+                        "Sending CONNACK to {} ({present}, {code})",
+                        i.client_id
+                    )),
+                    None => log.debug(format_args!(
+                        "Sending CONNACK to {} ({present}, {code})",
+                        self.peer.ip()
+                    )),
+                }
+            }
+            Packet::Publish(p) => log.debug(format_args!(
                 "Sending PUBLISH to {name} (d{}, q{}, r{}, m{}, '{}', ... ({} bytes))",
                 u8::from(p.dup),
                 p.qos as u8,
@@ -352,43 +591,68 @@ impl Driver {
                 p.packet_id.map_or(0, |i| i.get()),
                 p.topic,
                 p.payload.len()
-            ),
-            Packet::ConnAck(_) => return,
-            other => format!("Sending {} to {name}", other.packet_type()),
-        };
-        self.shared.log.debug(&line);
+            )),
+            Packet::PubAck(a) => log.debug(format_args!(
+                "Sending PUBACK to {name} (m{}, rc{})",
+                a.packet_id,
+                rc(a.reason)
+            )),
+            Packet::PubRec(a) => log.debug(format_args!(
+                "Sending PUBREC to {name} (m{}, rc{})",
+                a.packet_id,
+                rc(a.reason)
+            )),
+            Packet::PubRel(a) => {
+                log.debug(format_args!("Sending PUBREL to {name} (m{})", a.packet_id));
+            }
+            Packet::PubComp(a) => {
+                log.debug(format_args!("Sending PUBCOMP to {name} (m{})", a.packet_id));
+            }
+            // Mosquitto 2.0 does not log the DISCONNECT it sends.
+            Packet::Disconnect(_) => {}
+            other => log.debug(format_args!("Sending {} to {name}", other.packet_type())),
+        }
     }
 
-    fn log_close(&self, reason: CloseReason) {
+    fn log_close(&mut self, reason: CloseReason) {
+        let ending = self.ending.take();
+        let log = &self.shared.log;
         let name = self.name();
-        let line = match reason {
-            CloseReason::Disconnected => format!("Client {name} disconnected."),
-            CloseReason::KeepAliveTimeout => {
+        let line = |what: &str| format!("Client {name} disconnected{what}");
+        let text = match reason {
+            CloseReason::Disconnected => line("."),
+            // Mosquitto gives a connection 60 s of Keep Alive until CONNECT sets it.
+            CloseReason::KeepAliveTimeout | CloseReason::ConnectTimeout => {
                 format!("Client {name} has exceeded timeout, disconnecting.")
             }
-            CloseReason::ConnectTimeout => {
-                format!("Client {} closed: no CONNECT received in time.", self.peer)
-            }
-            CloseReason::Violation(v) => format!(
-                "Client {name} disconnected due to {}{}.",
-                v.what,
-                v.rule.map(|r| format!(" [{r}]")).unwrap_or_default()
-            ),
-            CloseReason::Refused(_) | CloseReason::TakenOver => return,
+            CloseReason::Violation(v) => match ending.unwrap_or_else(|| Ending::of(v)) {
+                Ending::Malformed => line(" due to malformed packet."),
+                Ending::ProtocolError => line(" due to protocol error."),
+                Ending::Oversize => line(" due to oversize packet."),
+                Ending::QosNotSupported => format!(
+                    "Bad socket read/write on client {name}: Requested QoS not supported on server."
+                ),
+                Ending::RetainNotSupported => {
+                    format!("Bad socket read/write on client {name}: Unknown error.")
+                }
+            },
+            CloseReason::Refused(
+                ReasonCode::NOT_AUTHORIZED | ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+            ) => line(", not authorised."),
+            CloseReason::Refused(_) => line(" due to protocol error."),
+            CloseReason::TakenOver => return,
         };
-        self.shared.log.notice(&line);
+        log.connection(LogTypes::NOTICE, text);
     }
 
     /// After the socket is done: publish the will if the ending calls for it, and give the
     /// session back to the registry (or to the connection that took it over).
     async fn finish(&mut self, peer_closed: bool, mut rx: mpsc::Receiver<Mail>) {
         let reason = if peer_closed && !self.conn.is_closed() {
-            if let Some(identity) = &self.identity {
-                self.shared.log.notice(&format!(
-                    "Client {} closed its connection.",
-                    identity.client_id
-                ));
-            }
+            self.shared.log.connection(
+                LogTypes::NOTICE,
+                format_args!("Client {} closed its connection.", self.name()),
+            );
             None
         } else {
             let mut reason = None;
@@ -412,11 +676,12 @@ impl Driver {
             let _ = reply.send(session);
             return;
         }
-        if let Err(back) =
-            self.shared
-                .broker
-                .release(&identity.client_id, identity.generation, session.take())
-        {
+        if let Err(back) = self.shared.broker.release(
+            &identity.client_id,
+            identity.generation,
+            session.take(),
+            clock::now(),
+        ) {
             // Another connection claimed the identifier meanwhile: it asks for the session
             // through the mailbox. Keep queueing deliveries until it does.
             let mut session = back;
@@ -450,4 +715,30 @@ impl Driver {
 
 fn far_future() -> std::time::Instant {
     clock::now() + std::time::Duration::from_secs(86_400 * 365)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_name_of_a_bad_connect() {
+        let connect = b"\x10\x10\x00\x04MQTX\x04\x02\x00\x3c\x00\x04abcd";
+        assert_eq!(connect_protocol_name(connect).as_deref(), Some("MQTX"));
+        // A Remaining Length of two bytes.
+        let long = b"\x10\x80\x01\x00\x06MQIsdp";
+        assert_eq!(connect_protocol_name(long).as_deref(), Some("MQIsdp"));
+        assert_eq!(connect_protocol_name(b"\x10\x10\x00"), None);
+        assert_eq!(
+            connect_protocol_name(b"\x10\x10\x00\x04MQ").as_deref(),
+            Some("MQ")
+        );
+    }
+
+    #[test]
+    fn protocol_numbers_are_mosquittos() {
+        assert_eq!(protocol_number(Protocol::V31), 1);
+        assert_eq!(protocol_number(Protocol::V311), 2);
+        assert_eq!(protocol_number(Protocol::V5), 5);
+    }
 }

@@ -218,6 +218,18 @@ impl Connection {
 
     /// A decoding error: the connection is malformed from here on.
     pub fn handle_decode_error(&mut self, error: DecodeError) {
+        // A CONNECT of a protocol level the broker does not speak is answered with CONNACK
+        // 0x01 (unacceptable protocol level) before the connection closes [MQTT-3.1.2-2], as
+        // Mosquitto does.
+        if self.state == State::AwaitingConnect
+            && matches!(error, DecodeError::UnsupportedProtocolVersion(_))
+        {
+            self.transmit.push(Packet::ConnAck(ConnAck {
+                session_present: false,
+                reason: ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
+                ..ConnAck::default()
+            }));
+        }
         let violation = Violation::from_decode(error, self.protocol);
         self.close(CloseReason::Violation(violation));
     }
@@ -605,6 +617,24 @@ mod tests {
         };
         assert_eq!(v.rule, Some("MQTT-3.1.0-1"));
         assert!(conn.take_transmit().is_empty(), "nothing is answered");
+    }
+
+    // [MQTT-3.1.2-2]: an unsupported protocol level gets CONNACK 0x01, then the close.
+    #[test]
+    fn unsupported_protocol_level_is_answered_before_closing() {
+        let t0 = crate::clock::now();
+        let mut conn = Connection::new(ConnectionSettings::default(), t0);
+        conn.handle_decode_error(DecodeError::UnsupportedProtocolVersion(6));
+        assert!(matches!(
+            close_reason(&mut conn),
+            Some(CloseReason::Violation(_))
+        ));
+        let sent = conn.take_transmit();
+        assert!(
+            matches!(&sent[..], [Packet::ConnAck(a)]
+                if a.reason == ReasonCode::UNSUPPORTED_PROTOCOL_VERSION && !a.session_present),
+            "{sent:?}"
+        );
     }
 
     // [MQTT-3.1.0-2]: a second CONNECT is a protocol violation.

@@ -138,6 +138,11 @@ impl Outbound {
         self.queue.len()
     }
 
+    /// Payload bytes held, in flight and queued.
+    pub fn held_bytes(&self) -> usize {
+        self.inflight_bytes + self.queued_bytes
+    }
+
     /// Messages dropped so far because a queue was full.
     pub fn dropped(&self) -> u64 {
         self.dropped

@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
-use pigeon_broker::config::Config;
+use pigeon_broker::config::{Config, LogTypes};
+use pigeon_broker::log::Log;
 use pigeon_broker::server::{Server, ServerSettings};
 
 /// Pigeon, an MQTT 3.1 / 3.1.1 / 5.0 broker that reads mosquitto.conf.
@@ -37,7 +39,13 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            // Configuration errors already read "Error: FILE:LINE: DIRECTIVE: ...".
+            let message = format!("{e:#}");
+            if message.starts_with("Error: ") {
+                eprintln!("{message}");
+            } else {
+                eprintln!("Error: {message}");
+            }
             ExitCode::from(1)
         }
     }
@@ -51,11 +59,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     config.apply_cli_ports(&args.port)?;
     let mut settings = ServerSettings::from_config(&config)?;
     if args.verbose {
-        settings.log.debug = true;
-        settings.log.notice = true;
+        // As Mosquitto's -v: every type, whatever log_type says; destinations unchanged.
+        settings.log.types = LogTypes::ALL;
     }
     for warning in &config.warnings {
-        eprintln!("Warning: {warning}");
+        eprintln!("{warning}");
     }
     if args.test_config {
         println!(
@@ -77,36 +85,32 @@ fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: ServerSettings, config: &Config) -> anyhow::Result<()> {
-    let log_notice = settings.log.notice;
-    if log_notice {
-        eprintln!(
-            "{}: pigeon version {} starting",
-            unix_now(),
-            env!("CARGO_PKG_VERSION")
-        );
-        if config.is_local_only() {
-            eprintln!(
-                "{}: Starting in local only mode. Connections will only be possible from clients running on this machine.",
-                unix_now()
-            );
-            eprintln!(
-                "{}: Create a configuration file which defines a listener to allow remote access (see docs/labs.md, or `listener 1883` and `allow_anonymous true` for a lab network).",
-                unix_now()
-            );
-        }
+    let log = Arc::new(Log::open(settings.log.clone()));
+    let version = env!("CARGO_PKG_VERSION");
+    log.info(format_args!("pigeon version {version} starting"));
+    match config.files.first() {
+        Some(path) => log.info(format_args!("Config loaded from {}.", path.display())),
+        None => log.info("Using default config."),
     }
-    let server = Server::start(settings).await?;
+    if config.is_local_only() {
+        log.warning(
+            "Starting in local only mode. Connections will only be possible from clients \
+             running on this machine.",
+        );
+        log.warning("Create a configuration file which defines a listener to allow remote access.");
+        log.warning("For more details see docs/labs.md");
+    }
+    // As Mosquitto: the pid file is written while still privileged, then the listeners are
+    // bound (ports below 1024 need root), then root gives itself up for `user`.
     if let Some(pid_file) = &config.pid_file {
-        std::fs::write(pid_file, format!("{}\n", std::process::id()))?;
+        std::fs::write(pid_file, format!("{}\n", std::process::id()))
+            .map_err(|e| anyhow::anyhow!("Unable to write pid file {}: {e}", pid_file.display()))?;
     }
+    let server = Server::start_with_log(settings, Arc::clone(&log)).await?;
+    drop_privileges(&config.user)?;
+    log.info(format_args!("pigeon version {version} running"));
     server.run_until(shutdown_signal()).await;
-    if log_notice {
-        eprintln!(
-            "{}: pigeon version {} terminating",
-            unix_now(),
-            env!("CARGO_PKG_VERSION")
-        );
-    }
+    log.info(format_args!("pigeon version {version} terminating"));
     if let Some(pid_file) = &config.pid_file {
         let _ = std::fs::remove_file(pid_file);
     }
@@ -129,8 +133,28 @@ async fn shutdown_signal() {
     }
 }
 
-fn unix_now() -> u64 {
-    pigeon_broker::clock::wall()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// When running as root, switches to `user` (`user` directive, default `mosquitto`), or to
+/// `nobody` if that user does not exist, as Mosquitto does. Does nothing otherwise.
+fn drop_privileges(user: &str) -> anyhow::Result<()> {
+    use nix::unistd::{Uid, User, setgid, setgroups, setuid};
+
+    if !Uid::effective().is_root() || user.is_empty() {
+        return Ok(());
+    }
+    let found = match User::from_name(user)? {
+        Some(found) => found,
+        None => {
+            eprintln!(
+                "Warning: Unable to drop privileges to '{user}' because this user does not exist. Trying 'nobody' instead."
+            );
+            User::from_name("nobody")?.ok_or_else(|| {
+                anyhow::anyhow!("Unable to drop privileges to 'nobody': no such user")
+            })?
+        }
+    };
+    setgroups(&[found.gid])
+        .and_then(|()| setgid(found.gid))
+        .and_then(|()| setuid(found.uid))
+        .map_err(|e| anyhow::anyhow!("Unable to drop privileges to '{}': {e}", found.name))?;
+    Ok(())
 }
