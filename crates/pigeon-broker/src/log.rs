@@ -261,26 +261,29 @@ impl Log {
     }
 
     fn write(&self, kind: LogTypes, now: SystemTime, message: &dyn fmt::Display) {
-        let line = format_line(&self.settings, now, message);
+        let mut text = format_line(&self.settings, now, message);
+        text.push('\n');
         let dest = &self.settings.dest;
+        // A log that cannot be written has nowhere to say so: write errors are ignored.
         if dest.stdout {
-            write_line(&mut io::stdout().lock(), &line);
+            let _ = io::stdout().lock().write_all(text.as_bytes());
         }
         if dest.stderr {
-            write_line(&mut io::stderr().lock(), &line);
+            let _ = io::stderr().lock().write_all(text.as_bytes());
         }
         if dest.file.is_some()
             && let Some(file) = lock(&self.file).as_mut()
         {
-            write_line(file, &line);
+            let _ = file.write_all(text.as_bytes());
         }
+        let line = &text[..text.len() - 1];
         if let Some(syslog) = &self.syslog {
-            lock(syslog).send(syslog_severity(kind), now, &line);
+            lock(syslog).send(syslog_severity(kind), now, line);
         }
         if dest.topic
             && let Some(topic) = topic_for(kind)
         {
-            self.publish(topic, &line);
+            self.publish(topic, line);
         }
     }
 
@@ -326,7 +329,7 @@ impl Log {
         );
         if !self.settings.dest.stderr {
             let line = format_line(&self.settings, clock::wall(), &message);
-            write_line(&mut io::stderr().lock(), &line);
+            let _ = writeln!(io::stderr().lock(), "{line}");
         }
         self.error(message);
     }
@@ -344,14 +347,6 @@ pub fn strerror(error: &io::Error) -> String {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write_line(out: &mut impl io::Write, line: &str) {
-    let mut bytes = Vec::with_capacity(line.len() + 1);
-    bytes.extend_from_slice(line.as_bytes());
-    bytes.push(b'\n');
-    // A log that cannot be written has nowhere to say so.
-    let _ = out.write_all(&bytes);
 }
 
 /// One log line, without its newline: the timestamp as `settings` asks, then `message`, cut at

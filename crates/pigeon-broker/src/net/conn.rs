@@ -102,6 +102,7 @@ enum Ending {
     Oversize,
     QosNotSupported,
     RetainNotSupported,
+    InvalidArguments,
 }
 
 impl Ending {
@@ -116,17 +117,35 @@ impl Ending {
     }
 }
 
-/// How much of a packet is kept before decoding it, to quote a bad CONNECT's protocol name.
+/// How much of a packet is kept before decoding it, to quote a bad CONNECT's protocol name
+/// and client identifier.
 const HEAD_LEN: usize = 72;
 
-/// The protocol name of a CONNECT packet whose first bytes are `head`, as far as `head` goes.
-fn connect_protocol_name(head: &[u8]) -> Option<String> {
+/// The protocol name and, in MQTT 3.1 and 3.1.1, the client identifier of a CONNECT packet
+/// whose first bytes are `head`, as far as `head` goes.
+fn connect_head(head: &[u8]) -> (Option<String>, Option<String>) {
+    fn string(r: &mut &[u8]) -> Option<String> {
+        let len = usize::from(u16::from_be_bytes([*r.first()?, *r.get(1)?]));
+        let bytes = r.get(2..)?;
+        let (text, rest) = bytes.split_at(len.min(bytes.len()));
+        *r = rest;
+        Some(String::from_utf8_lossy(text).into_owned())
+    }
     // The type byte, then the Remaining Length in one to four bytes.
-    let length_bytes = head.get(1..)?.iter().take(4).position(|b| b & 0x80 == 0)? + 1;
-    let rest = head.get(1 + length_bytes..)?;
-    let len = usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?]));
-    let name = rest.get(2..)?;
-    Some(String::from_utf8_lossy(&name[..len.min(name.len())]).into_owned())
+    let Some(length_bytes) = head
+        .get(1..)
+        .and_then(|r| r.iter().take(4).position(|b| b & 0x80 == 0))
+    else {
+        return (None, None);
+    };
+    let mut r = head.get(2 + length_bytes..).unwrap_or_default();
+    let protocol = string(&mut r);
+    // Then the level, the flags and the Keep Alive; 5.0 puts properties before the identifier.
+    let client_id = match r.first() {
+        Some(3 | 4) => r.get(4..).and_then(|mut rest| string(&mut rest)),
+        _ => None,
+    };
+    (protocol, client_id)
 }
 
 /// Mosquitto's number for a protocol version in "New client connected" (its `mosq_p_*`).
@@ -223,6 +242,7 @@ impl Driver {
                     self.handle_events(mailbox).await;
                     // Answers are logged right after what they answer, as Mosquitto does.
                     self.flush_transmit();
+                    self.ending = None;
                 }
                 Ok(None) => break,
                 Err(error) => {
@@ -243,8 +263,20 @@ impl Driver {
             .identity
             .as_ref()
             .map_or("<unknown>", |i| i.client_id.as_str());
-        let unsubscribe =
-            head.first().and_then(|b| PacketType::from_u8(b >> 4)) == Some(PacketType::Unsubscribe);
+        let packet_type = head.first().and_then(|b| PacketType::from_u8(b >> 4));
+        let unsubscribe = packet_type == Some(PacketType::Unsubscribe);
+        // Mosquitto says it received a SUBSCRIBE or UNSUBSCRIBE before reading its body.
+        if let Some(identity) = &self.identity
+            && let Some(t @ (PacketType::Subscribe | PacketType::Unsubscribe)) = packet_type
+            && !matches!(
+                error,
+                DecodeError::PacketTooLarge { .. }
+                    | DecodeError::VarIntTooLong
+                    | DecodeError::VarIntNotMinimal
+            )
+        {
+            log.debug(format_args!("Received {t} from {}", identity.client_id));
+        }
         let ending = match error {
             DecodeError::PacketTooLarge { .. } => Ending::Oversize,
             DecodeError::UnsupportedProtocolVersion(version) => {
@@ -254,9 +286,18 @@ impl Driver {
                 Ending::ProtocolError
             }
             DecodeError::InvalidProtocolName => {
-                if let Some(protocol) = connect_protocol_name(head) {
+                if let (Some(protocol), _) = connect_head(head) {
                     log.info(format_args!(
                         "Invalid protocol \"{protocol}\" in CONNECT from {ip}."
+                    ));
+                }
+                Ending::ProtocolError
+            }
+            DecodeError::PasswordWithoutUserName => {
+                if let (_, Some(client_id)) = connect_head(head) {
+                    log.error(format_args!(
+                        "Protocol error from {client_id}: password without username, closing \
+                         connection."
                     ));
                 }
                 Ending::ProtocolError
@@ -495,6 +536,8 @@ impl Driver {
             Packet::Connect(_) => log.notice(format_args!(
                 "Bad client {name} sending multiple CONNECT messages."
             )),
+            // Mosquitto refuses it without a word of its arrival.
+            Packet::ConnAck(_) => self.ending = Some(Ending::InvalidArguments),
             Packet::Publish(p) => {
                 if p.qos > limits.max_qos {
                     log.info(format_args!(
@@ -635,6 +678,9 @@ impl Driver {
                 Ending::RetainNotSupported => {
                     format!("Bad socket read/write on client {name}: Unknown error.")
                 }
+                Ending::InvalidArguments => format!(
+                    "Bad socket read/write on client {name}: Invalid function arguments provided."
+                ),
             },
             CloseReason::Refused(
                 ReasonCode::NOT_AUTHORIZED | ReasonCode::BAD_USER_NAME_OR_PASSWORD,
@@ -722,17 +768,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn protocol_name_of_a_bad_connect() {
+    fn fields_of_a_bad_connect() {
         let connect = b"\x10\x10\x00\x04MQTX\x04\x02\x00\x3c\x00\x04abcd";
-        assert_eq!(connect_protocol_name(connect).as_deref(), Some("MQTX"));
-        // A Remaining Length of two bytes.
-        let long = b"\x10\x80\x01\x00\x06MQIsdp";
-        assert_eq!(connect_protocol_name(long).as_deref(), Some("MQIsdp"));
-        assert_eq!(connect_protocol_name(b"\x10\x10\x00"), None);
+        let (name, id) = connect_head(connect);
         assert_eq!(
-            connect_protocol_name(b"\x10\x10\x00\x04MQ").as_deref(),
-            Some("MQ")
+            (name.as_deref(), id.as_deref()),
+            (Some("MQTX"), Some("abcd"))
         );
+        // A Remaining Length of two bytes; MQTT 3.1.
+        let long = b"\x10\x80\x01\x00\x06MQIsdp\x03\x42\x00\x3c\x00\x02id";
+        let (name, id) = connect_head(long);
+        assert_eq!(
+            (name.as_deref(), id.as_deref()),
+            (Some("MQIsdp"), Some("id"))
+        );
+        // 5.0: the identifier follows properties, not looked for.
+        let v5 = b"\x10\x10\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x02id";
+        assert_eq!(connect_head(v5), (Some("MQTT".to_owned()), None));
+        assert_eq!(connect_head(b"\x10\x10\x00"), (None, None));
+        assert_eq!(connect_head(b"\x10"), (None, None));
+        assert_eq!(connect_head(b"\x10\x10\x00\x04MQ").0.as_deref(), Some("MQ"));
     }
 
     #[test]

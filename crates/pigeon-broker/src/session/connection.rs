@@ -442,9 +442,14 @@ impl Connection {
             }
             _ => true,
         };
+        // Clients may not publish under $SYS (the broker's own topics) nor $share, as in
+        // Mosquitto: acknowledged as usual, then dropped.
+        let reserved = ["$SYS", "$share"]
+            .iter()
+            .any(|prefix| message.topic.as_str().starts_with(prefix));
         if too_large {
             self.events.push_back(Event::Dropped(message));
-        } else if route {
+        } else if route && !reserved {
             self.events.push_back(Event::Publish(message));
         }
     }
@@ -635,6 +640,28 @@ mod tests {
                 if a.reason == ReasonCode::UNSUPPORTED_PROTOCOL_VERSION && !a.session_present),
             "{sent:?}"
         );
+    }
+
+    // Client PUBLISH under $SYS or $share is acknowledged and dropped, as Mosquitto does.
+    #[test]
+    fn publish_to_sys_is_acknowledged_not_routed() {
+        let t0 = crate::clock::now();
+        let mut conn = connected(t0, 60, false);
+        for (n, topic) in [(1, "$SYS/broker/uptime"), (2, "$share/g/t"), (3, "$SYSTEM")] {
+            let mut p = Publish::new(
+                TopicName::try_from(topic.to_owned()).unwrap(),
+                Bytes::from_static(b"spoof"),
+            );
+            p.qos = QoS::AtLeastOnce;
+            p.packet_id = Some(id(n));
+            conn.handle_packet(Packet::Publish(p), t0);
+            assert!(
+                matches!(&conn.take_transmit()[..], [Packet::PubAck(a)] if a.packet_id == id(n))
+            );
+            assert!(conn.poll_event().is_none(), "{topic} not routed");
+        }
+        conn.handle_packet(publish(QoS::AtLeastOnce, Some(4), b"fine"), t0);
+        assert!(matches!(conn.poll_event(), Some(Event::Publish(_))));
     }
 
     // [MQTT-3.1.0-2]: a second CONNECT is a protocol violation.

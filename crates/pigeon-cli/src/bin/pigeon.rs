@@ -1,6 +1,6 @@
 //! `pigeon`: the MQTT broker, started the way `mosquitto` is.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use clap::Parser;
 use pigeon_broker::config::{Config, LogTypes};
 use pigeon_broker::log::Log;
 use pigeon_broker::server::{Server, ServerSettings};
+use tokio::signal::unix::{SignalKind, signal};
 
 /// Pigeon, an MQTT 3.1 / 3.1.1 / 5.0 broker that reads mosquitto.conf.
 #[derive(Debug, Parser)]
@@ -106,10 +107,26 @@ async fn serve(settings: ServerSettings, config: &Config) -> anyhow::Result<()> 
         std::fs::write(pid_file, format!("{}\n", std::process::id()))
             .map_err(|e| anyhow::anyhow!("Unable to write pid file {}: {e}", pid_file.display()))?;
     }
+    let log_file = settings.log.dest.file.clone();
     let server = Server::start_with_log(settings, Arc::clone(&log)).await?;
-    drop_privileges(&config.user)?;
+    drop_privileges(&config.user, log_file.as_deref())?;
     log.info(format_args!("pigeon version {version} running"));
-    server.run_until(shutdown_signal()).await;
+    let config_file = config.files.first().cloned();
+    server
+        .run_until(async {
+            let shutdown = shutdown_signal();
+            tokio::pin!(shutdown);
+            let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+                return shutdown.await;
+            };
+            loop {
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    _ = hangup.recv() => reload(&log, config_file.as_deref()),
+                }
+            }
+        })
+        .await;
     log.info(format_args!("pigeon version {version} terminating"));
     if let Some(pid_file) = &config.pid_file {
         let _ = std::fs::remove_file(pid_file);
@@ -117,9 +134,21 @@ async fn serve(settings: ServerSettings, config: &Config) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// SIGHUP: reopens the log file (for logrotate) and checks the configuration file again,
+/// logging what is wrong with it. Changed settings take effect at the next start.
+fn reload(log: &Log, config_file: Option<&Path>) {
+    log.notice("Reloading config.");
+    let _ = log.reopen();
+    if let Some(path) = config_file
+        && let Err(e) = Config::load(path)
+    {
+        log.error(format_args!("{e}"));
+        log.error("The configuration file has errors: the broker keeps running with the old one.");
+    }
+}
+
 /// SIGINT or SIGTERM.
 async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -135,7 +164,8 @@ async fn shutdown_signal() {
 
 /// When running as root, switches to `user` (`user` directive, default `mosquitto`), or to
 /// `nobody` if that user does not exist, as Mosquitto does. Does nothing otherwise.
-fn drop_privileges(user: &str) -> anyhow::Result<()> {
+/// The log file, opened while still root, is given to that user so that SIGHUP can reopen it.
+fn drop_privileges(user: &str, log_file: Option<&Path>) -> anyhow::Result<()> {
     use nix::unistd::{Uid, User, setgid, setgroups, setuid};
 
     if !Uid::effective().is_root() || user.is_empty() {
@@ -152,6 +182,10 @@ fn drop_privileges(user: &str) -> anyhow::Result<()> {
             })?
         }
     };
+    if let Some(path) = log_file {
+        // Best effort: a file on a read-only or foreign file system stays as it is.
+        let _ = std::os::unix::fs::chown(path, Some(found.uid.as_raw()), Some(found.gid.as_raw()));
+    }
     setgroups(&[found.gid])
         .and_then(|()| setgid(found.gid))
         .and_then(|()| setuid(found.uid))
