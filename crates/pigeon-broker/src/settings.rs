@@ -27,26 +27,30 @@ impl ServerSettings {
         for (index, listener) in config.listeners.iter().enumerate() {
             let security = config.security_for(index).unwrap_or(&config.security);
             if security.password_file.is_some() {
-                return Err(SettingsError(
-                    "password_file: not supported yet (passwords arrive with issue 6); \
-                     refusing to start rather than let every client in"
-                        .to_owned(),
-                ));
+                return Err(SettingsError(format!(
+                    "Error: {}not supported yet (passwords arrive with issue 6); refusing to \
+                     start rather than let every client in",
+                    config.context("password_file")
+                )));
             }
             if security.acl_file.is_some() {
-                return Err(SettingsError(
-                    "acl_file: not supported yet (ACLs arrive with issue 6); refusing to start \
-                     rather than ignore access rules"
-                        .to_owned(),
-                ));
+                return Err(SettingsError(format!(
+                    "Error: {}not supported yet (ACLs arrive with issue 6); refusing to start \
+                     rather than ignore access rules",
+                    config.context("acl_file")
+                )));
             }
             if listener.mount_point.is_some() {
-                return Err(SettingsError("mount_point: not supported yet".to_owned()));
+                return Err(SettingsError(format!(
+                    "Error: {}not supported yet (not scheduled in an issue yet)",
+                    config.context("mount_point")
+                )));
             }
             if listener.use_username_as_clientid {
-                return Err(SettingsError(
-                    "use_username_as_clientid: not supported yet".to_owned(),
-                ));
+                return Err(SettingsError(format!(
+                    "Error: {}not supported yet (it arrives with authentication, issue 6)",
+                    config.context("use_username_as_clientid")
+                )));
             }
             let connection = ConnectionSettings {
                 max_qos: listener.max_qos,
@@ -253,7 +257,18 @@ mod tests {
 
     #[test]
     fn unenforced_security_refuses_to_start() {
-        let e = settings("password_file /etc/pigeon/passwd\n").unwrap_err();
-        assert!(e.to_string().contains("password_file"), "{e}");
+        // The error names file, line and directive, like a parse error.
+        let e = settings("listener 1883\npassword_file /etc/pigeon/passwd\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("Error: test.conf:2: password_file: not supported yet"),
+            "{e}"
+        );
+        let e = settings("acl_file /etc/pigeon/acl\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("Error: test.conf:1: acl_file: not supported yet"),
+            "{e}"
+        );
     }
 }

@@ -185,6 +185,9 @@ pub struct Config {
     pub files: Vec<PathBuf>,
     /// Deprecated or ignored directives, for the broker to log.
     pub warnings: Vec<ConfigWarning>,
+    /// Where each directive was last written, for errors found after parsing (a setting
+    /// the broker cannot honour yet names its file and line).
+    pub locations: std::collections::HashMap<String, Location>,
 }
 
 impl Default for Config {
@@ -289,6 +292,15 @@ impl Config {
         let template = self.listeners.first().cloned().unwrap_or_default();
         self.listeners = local_only_listeners(&template, &unique);
         Ok(true)
+    }
+
+    /// `FILE:LINE: DIRECTIVE: ` for an error about `directive`, or `DIRECTIVE: ` when it was
+    /// not written in a file.
+    pub fn context(&self, directive: &str) -> String {
+        match self.locations.get(directive) {
+            Some(at) => format!("{}:{}: {directive}: ", at.file.display(), at.line),
+            None => format!("{directive}: "),
+        }
     }
 
     /// The path of the persistence database: `persistence_location`, a `/`, then

@@ -57,6 +57,7 @@ fn defaults() -> Config {
         user: "mosquitto".to_owned(),
         files: Vec::new(),
         warnings: Vec::new(),
+        locations: std::collections::HashMap::new(),
     }
 }
 
@@ -300,6 +301,9 @@ impl<'s> Parser<'s> {
 
     fn directive(&mut self, line: &Line<'_>, cur: &mut Cur, depth: u32) -> Result<(), ConfigError> {
         let cur_scope = Scope::Listener(*cur);
+        self.cfg
+            .locations
+            .insert(line.directive.to_owned(), line.location());
         match line.directive {
             // ---- Listeners --------------------------------------------------------------
             "listener" => self.listener_line(line, cur)?,
