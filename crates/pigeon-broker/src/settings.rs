@@ -56,6 +56,7 @@ impl ServerSettings {
                 max_qos: listener.max_qos,
                 retain_available: config.retain_available,
                 message_size_limit: config.message_size_limit.map_or(0, |n| n.get() as usize),
+                connect_timeout: config.connect_timeout,
                 ..ConnectionSettings::default()
             };
             for (addr, optional) in

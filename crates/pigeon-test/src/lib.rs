@@ -63,6 +63,23 @@ pub fn wait_until_for(patience: Duration, mut condition: impl FnMut() -> bool) -
     condition()
 }
 
+/// Measures wall-clock time for tests (which, unlike the broker, may read the clock, but only
+/// through the fixtures).
+#[derive(Debug, Clone, Copy)]
+pub struct Stopwatch(Instant);
+
+impl Stopwatch {
+    /// Starts measuring now.
+    pub fn start() -> Stopwatch {
+        Stopwatch(Instant::now())
+    }
+
+    /// The time since [`start`](Self::start).
+    pub fn elapsed(&self) -> Duration {
+        self.0.elapsed()
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -383,6 +400,8 @@ pub struct Background {
     /// Both streams, interleaved by line in arrival order.
     all: Arc<Mutex<String>>,
     status: Option<ExitStatus>,
+    /// The threads reading standard output and error; they end at end of file.
+    readers: Vec<thread::JoinHandle<()>>,
 }
 
 impl Background {
@@ -399,6 +418,7 @@ impl Background {
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let all = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
         for (stream, sink) in [
             (
                 child
@@ -417,7 +437,7 @@ impl Background {
         ] {
             let Some(stream) = stream else { continue };
             let all = Arc::clone(&all);
-            thread::spawn(move || {
+            readers.push(thread::spawn(move || {
                 for line in BufReader::new(stream).lines() {
                     let Ok(line) = line else { break };
                     for s in [&sink, &all] {
@@ -426,7 +446,7 @@ impl Background {
                         s.push('\n');
                     }
                 }
-            });
+            }));
         }
         Background {
             name: name.to_owned(),
@@ -435,6 +455,7 @@ impl Background {
             stderr,
             all,
             status: None,
+            readers,
         }
     }
 
@@ -484,8 +505,12 @@ impl Background {
         let deadline = Instant::now() + patience;
         loop {
             if let Some(status) = self.try_status() {
-                // The pipes close with the process; let the readers drain them.
-                thread::sleep(Duration::from_millis(30));
+                // The pipes close with the process (unless a child of it holds them): let the
+                // readers drain them, for a while at most.
+                let drained = Instant::now() + Duration::from_secs(2);
+                while self.readers.iter().any(|r| !r.is_finished()) && Instant::now() < drained {
+                    thread::sleep(Duration::from_millis(5));
+                }
                 return Some(status);
             }
             if Instant::now() > deadline {

@@ -129,6 +129,9 @@ pub struct Config {
     /// `set_tcp_nodelay`: whether Nagle's algorithm is disabled on client sockets. Default:
     /// `false`.
     pub set_tcp_nodelay: bool,
+    /// `connect_timeout` (a Pigeon directive): how long a new connection has to send its
+    /// CONNECT before it is closed. Default: 60 seconds.
+    pub connect_timeout: Duration,
     /// `sys_interval`: the period of the `$SYS` topic updates. Default: 10 seconds; `None`
     /// disables `$SYS` (0 in the file).
     pub sys_interval: Option<Duration>,

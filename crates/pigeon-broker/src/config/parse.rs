@@ -41,6 +41,7 @@ fn defaults() -> Config {
         retain_available: true,
         set_tcp_nodelay: false,
         sys_interval: Some(Duration::from_secs(10)),
+        connect_timeout: Duration::from_secs(60),
         upgrade_outgoing_qos: false,
         persistence: false,
         persistence_file: PathBuf::from("mosquitto.db"),
@@ -57,7 +58,7 @@ fn defaults() -> Config {
         user: "mosquitto".to_owned(),
         files: Vec::new(),
         warnings: Vec::new(),
-        locations: std::collections::HashMap::new(),
+        locations: Default::default(),
     }
 }
 
@@ -480,6 +481,11 @@ impl<'s> Parser<'s> {
             "queue_qos0_messages" => self.cfg.queue_qos0_messages = line.bool()?,
             "retain_available" => self.cfg.retain_available = line.bool()?,
             "set_tcp_nodelay" => self.cfg.set_tcp_nodelay = line.bool()?,
+            // Pigeon's own: seconds a new connection has to send CONNECT.
+            "connect_timeout" => {
+                let seconds = line.number(1u32, 3600)?;
+                self.cfg.connect_timeout = Duration::from_secs(u64::from(seconds));
+            }
             "sys_interval" => {
                 let seconds = line.number(0u16, u16::MAX)?;
                 self.cfg.sys_interval =
