@@ -57,7 +57,6 @@ impl ServerSettings {
                 retain_available: config.retain_available,
                 message_size_limit: config.message_size_limit.map_or(0, |n| n.get() as usize),
                 connect_timeout: config.connect_timeout,
-                ..ConnectionSettings::default()
             };
             for (addr, optional) in
                 addresses(&listener.bind, listener.port, listener.socket_domain)?
