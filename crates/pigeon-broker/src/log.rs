@@ -350,7 +350,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// One log line, without its newline: the timestamp as `settings` asks, then `message`, cut at
-/// [`MAX_LINE`] bytes.
+/// 999 bytes (`MAX_LINE`).
 pub fn format_line(settings: &LogSettings, now: SystemTime, message: &dyn fmt::Display) -> String {
     let mut line = String::with_capacity(80);
     if settings.timestamp {
