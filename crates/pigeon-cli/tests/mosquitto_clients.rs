@@ -519,3 +519,79 @@ fn configured_listener_refuses_anonymous_clients_by_default() {
     let out = mosquitto_pub(&b, &["-t", "x", "-m", "x"]);
     assert!(!out.status.success(), "mosquitto_pub is refused");
 }
+
+// `$SYS/broker/...` as Mosquitto publishes it: retained (a subscriber that arrives later gets
+// the last values with RETAIN 1), the version once, the counters every `sys_interval`.
+#[test]
+fn sys_topics_are_published_and_retained() {
+    let b = broker("sys_interval 1\n");
+    // Something to count: a persistent subscriber that leaves, and a retained message.
+    let mut away = MosquittoSub::start(&b, &["-t", "x/#", "-c", "-i", "away", "-q", "1"]);
+    away.process().kill();
+    publish(&b, &["-t", "x/retained", "-m", "kept", "-r"]);
+
+    let mut sub = MosquittoSub::start(&b, &["-t", "$SYS/broker/#", "-F", "%r %t %p", "-W", "10"]);
+    let wanted = [
+        "$SYS/broker/version",
+        "$SYS/broker/uptime",
+        "$SYS/broker/clients/connected",
+        "$SYS/broker/clients/disconnected",
+        "$SYS/broker/clients/total",
+        "$SYS/broker/retained messages/count",
+        "$SYS/broker/subscriptions/count",
+        "$SYS/broker/messages/received",
+        "$SYS/broker/load/messages/received/1min",
+    ];
+    // The last value seen of `topic`: `retained` picks the copies sent on subscribing (RETAIN 1)
+    // or the live updates (RETAIN 0) [MQTT-3.3.1-8], [MQTT-3.3.1-9].
+    let value = |topic: &str, retained: bool| -> Option<String> {
+        let prefix = format!("{} {topic} ", u8::from(retained));
+        sub.messages()
+            .iter()
+            .rev()
+            .find_map(|line| line.strip_prefix(&prefix).map(str::to_owned))
+    };
+    assert!(
+        pigeon_test::wait_until(|| wanted.iter().all(|t| value(t, true).is_some())),
+        "missing retained $SYS topics in {:?}",
+        sub.messages()
+    );
+    assert!(
+        value("$SYS/broker/version", true)
+            .unwrap()
+            .starts_with("pigeon version ")
+    );
+    // Live updates follow every second; the $SYS subscriber itself is connected and "away" is
+    // disconnected with its session kept.
+    assert!(
+        pigeon_test::wait_until(
+            || value("$SYS/broker/clients/connected", false).as_deref() == Some("1")
+        ),
+        "{:?}",
+        sub.messages()
+    );
+    assert!(
+        value("$SYS/broker/uptime", false)
+            .unwrap()
+            .ends_with(" seconds")
+    );
+    assert_eq!(
+        value("$SYS/broker/clients/disconnected", false)
+            .or_else(|| value("$SYS/broker/clients/disconnected", true))
+            .as_deref(),
+        Some("1")
+    );
+    // x/retained, and (as Mosquitto counts them) the retained $SYS topics themselves.
+    let retained: usize = value("$SYS/broker/retained messages/count", false)
+        .expect("a live retained count")
+        .parse()
+        .expect("a number");
+    assert!(retained > wanted.len(), "{retained}");
+    // Load averages are printed with two decimals, as Mosquitto's "%.2f".
+    let load = value("$SYS/broker/load/messages/received/1min", true).unwrap();
+    assert!(
+        load.split_once('.').is_some_and(|(_, d)| d.len() == 2),
+        "{load}"
+    );
+    sub.process().kill();
+}
