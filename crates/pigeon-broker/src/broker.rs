@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -32,13 +32,16 @@ pub enum Mail {
     /// Another connection claims this client's session: hand it over (or `None` if it is not
     /// to be kept) and close.
     TakeOver(oneshot::Sender<Option<Session>>),
+    /// The configuration was reloaded: read the settings again (a client that the new ones
+    /// no longer let in is disconnected).
+    SettingsChanged,
 }
 
 /// The sending half of a connection's mailbox.
 pub type Mailbox = mpsc::Sender<Mail>;
 
 /// The broker-wide settings routing needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoutingSettings {
     /// `upgrade_outgoing_qos`: deliver at the subscription's QoS even when the message was
     /// published at a lower one (default false).
@@ -154,7 +157,10 @@ pub enum Claim {
 /// The shared broker state.
 #[derive(Debug)]
 pub struct Broker {
-    settings: RoutingSettings,
+    /// `upgrade_outgoing_qos`, read on every delivery.
+    upgrade_outgoing_qos: AtomicBool,
+    /// The limits new sessions get.
+    outbound: RwLock<OutboundLimits>,
     subscriptions: RwLock<SubscriptionTree<MqttString, SubscriptionOptions>>,
     retained: RwLock<RetainedStore>,
     clients: Mutex<HashMap<MqttString, Client>>,
@@ -174,7 +180,8 @@ impl Broker {
     /// An empty broker.
     pub fn new(settings: RoutingSettings) -> Self {
         Broker {
-            settings,
+            upgrade_outgoing_qos: AtomicBool::new(settings.upgrade_outgoing_qos),
+            outbound: RwLock::new(settings.outbound),
             subscriptions: RwLock::new(SubscriptionTree::new()),
             retained: RwLock::new(RetainedStore::default()),
             clients: Mutex::new(HashMap::new()),
@@ -184,9 +191,44 @@ impl Broker {
         }
     }
 
-    /// The limits each session's outbound state gets.
+    /// The limits each new session's outbound state gets.
     pub fn outbound_limits(&self) -> OutboundLimits {
-        self.settings.outbound
+        *self.outbound.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The routing settings in force.
+    pub fn routing_settings(&self) -> RoutingSettings {
+        RoutingSettings {
+            upgrade_outgoing_qos: self.upgrade_outgoing_qos.load(Ordering::Relaxed),
+            outbound: self.outbound_limits(),
+        }
+    }
+
+    /// Takes new routing settings (a configuration reload): `upgrade_outgoing_qos` applies to
+    /// every delivery from now on, the outbound limits to the sessions created from now on
+    /// (existing sessions keep theirs).
+    pub fn set_routing_settings(&self, settings: &RoutingSettings) {
+        self.upgrade_outgoing_qos
+            .store(settings.upgrade_outgoing_qos, Ordering::Relaxed);
+        *self
+            .outbound
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = settings.outbound;
+    }
+
+    /// Tells every connected client's task that the settings changed ([`Mail::SettingsChanged`]).
+    /// A task whose mailbox is full is busy, and reads the settings again before long anyway.
+    pub fn notify_settings_changed(&self) {
+        let mailboxes: Vec<Mailbox> = lock(&self.clients)
+            .values()
+            .filter_map(|client| match client {
+                Client::Online { mailbox, .. } => Some(mailbox.clone()),
+                Client::Offline(..) => None,
+            })
+            .collect();
+        for mailbox in mailboxes {
+            let _ = mailbox.try_send(Mail::SettingsChanged);
+        }
     }
 
     /// A number identifying one connection's tenure of a Client Identifier.
@@ -263,7 +305,7 @@ impl Broker {
     }
 
     fn new_session(&self, client_id: &MqttString, protocol: Protocol, clean: bool) -> Session {
-        Session::new(client_id.clone(), protocol, clean, self.settings.outbound)
+        Session::new(client_id.clone(), protocol, clean, self.outbound_limits())
     }
 
     /// A connection ended. A persistent session is kept for its client's return; a clean one
@@ -359,7 +401,7 @@ impl Broker {
     }
 
     fn delivery_qos(&self, published: QoS, subscribed: QoS) -> QoS {
-        if self.settings.upgrade_outgoing_qos {
+        if self.upgrade_outgoing_qos.load(Ordering::Relaxed) {
             subscribed
         } else {
             // The lower of the two [MQTT-3.8.4-6] (3.1.1: [MQTT-3.8.4-6]).
@@ -589,6 +631,57 @@ mod tests {
         // Its subscriptions went with it.
         assert_eq!(b.publish(&message("x/1", QoS::AtLeastOnce, false, b"p")), 0);
         assert_eq!(b.publish(&message("y/1", QoS::AtLeastOnce, false, b"p")), 1);
+    }
+
+    #[test]
+    fn reloaded_routing_settings_apply_to_new_sessions_and_every_delivery() {
+        let b = broker();
+        let t0 = clock::now();
+        subscribe_and_leave(&b, "before", "a", t0);
+        let reloaded = RoutingSettings {
+            upgrade_outgoing_qos: true,
+            outbound: OutboundLimits {
+                max_inflight_messages: 1,
+                max_queued_messages: 1,
+                ..OutboundLimits::default()
+            },
+        };
+        b.set_routing_settings(&reloaded);
+        assert_eq!(b.routing_settings(), reloaded);
+        subscribe_and_leave(&b, "after", "b", t0);
+        for _ in 0..3 {
+            b.publish(&message("a", QoS::AtLeastOnce, false, b"1"));
+            b.publish(&message("b", QoS::AtLeastOnce, false, b"1"));
+        }
+        let held = |client: &str| {
+            let (tx, _rx) = mpsc::channel(8);
+            let Claim::Resumed(s) = b.claim(&id(client), Protocol::V311, false, tx, 99) else {
+                panic!("{client} resumes");
+            };
+            s.outbound.inflight_len() + s.outbound.queued_len()
+        };
+        // The session made before the reload keeps its limits; the new one has the new ones
+        // (offline, messages wait in the queue: one place).
+        assert_eq!(held("before"), 3);
+        assert_eq!(held("after"), 1);
+        // upgrade_outgoing_qos applies to every delivery from now on.
+        b.publish(&message("r", QoS::AtMostOnce, true, b"x"));
+        let got = b.subscribe(&id("s"), &[filter("r", QoS::ExactlyOnce)]);
+        assert_eq!(got[0].qos, QoS::ExactlyOnce);
+    }
+
+    #[test]
+    fn connected_clients_hear_of_new_settings() {
+        let b = broker();
+        let (tx, mut rx) = mpsc::channel(8);
+        let generation = b.next_generation();
+        let Claim::Fresh(_) = b.claim(&id("c"), Protocol::V311, true, tx, generation) else {
+            panic!("fresh");
+        };
+        subscribe_and_leave(&b, "away", "x", clock::now());
+        b.notify_settings_changed();
+        assert!(matches!(rx.try_recv(), Ok(Mail::SettingsChanged)));
+        assert!(rx.try_recv().is_err());
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod config;
 pub mod log;
 pub mod message;
 pub mod net;
+pub mod reload;
 pub mod router;
 pub mod server;
 pub mod session;

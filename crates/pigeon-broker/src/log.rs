@@ -26,6 +26,7 @@ use std::io::{self, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -121,17 +122,26 @@ thread_local! {
 }
 
 /// The log every part of the broker writes to.
+///
+/// Its settings can change while it runs ([`Log::reconfigure`], on SIGHUP). The check made
+/// before every line, [`Log::enabled`], reads one atomic; the rest of the settings are read
+/// only for lines that are written.
 pub struct Log {
-    settings: LogSettings,
+    /// The types written, or none when there is no destination: the hot check.
+    mask: AtomicU16,
+    /// `connection_messages`.
+    connection_messages: AtomicBool,
+    settings: RwLock<Arc<LogSettings>>,
     file: Mutex<Option<File>>,
-    syslog: Option<Mutex<Syslog>>,
+    /// The system logger, connected on first use while `log_dest syslog` is in force.
+    syslog: Mutex<Syslog>,
     topic: RwLock<Option<TopicHook>>,
 }
 
 impl fmt::Debug for Log {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Log")
-            .field("settings", &self.settings)
+            .field("settings", &self.settings())
             .finish_non_exhaustive()
     }
 }
@@ -143,6 +153,22 @@ impl Default for Log {
     }
 }
 
+/// The types `settings` writes somewhere: none without a destination.
+fn mask_of(settings: &LogSettings) -> u16 {
+    if settings.dest.is_none() {
+        0
+    } else {
+        settings.types.bits()
+    }
+}
+
+/// The syslog facility `settings` asks for.
+fn facility_of(settings: &LogSettings) -> u8 {
+    settings
+        .facility
+        .map_or(FACILITY_DAEMON, |n| FACILITY_LOCAL0 + n.min(7))
+}
+
 impl Log {
     /// Opens the destinations `settings` names. A log file that cannot be opened is reported on
     /// standard error, as Mosquitto does, and the other destinations are kept.
@@ -151,16 +177,12 @@ impl Log {
     }
 
     fn open_with_syslog(settings: LogSettings, syslog_path: &Path) -> Log {
-        let syslog = settings.dest.syslog.then(|| {
-            let facility = settings
-                .facility
-                .map_or(FACILITY_DAEMON, |n| FACILITY_LOCAL0 + n.min(7));
-            Mutex::new(Syslog::new(syslog_path.to_owned(), facility))
-        });
         let log = Log {
-            settings,
+            mask: AtomicU16::new(mask_of(&settings)),
+            connection_messages: AtomicBool::new(settings.connection_messages),
+            syslog: Mutex::new(Syslog::new(syslog_path.to_owned(), facility_of(&settings))),
+            settings: RwLock::new(Arc::new(settings)),
             file: Mutex::new(None),
-            syslog,
             topic: RwLock::new(None),
         };
         if let Err(path) = log.open_file() {
@@ -170,18 +192,40 @@ impl Log {
     }
 
     /// The settings in force.
-    pub fn settings(&self) -> &LogSettings {
-        &self.settings
+    pub fn settings(&self) -> Arc<LogSettings> {
+        Arc::clone(&self.settings.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Takes new settings (a configuration reload), as Mosquitto closes and opens its log
+    /// again: the log file is closed and opened afresh (another one if `log_dest file` names
+    /// another), the system logger is reconnected with the new facility, and every later line
+    /// follows the new types, destinations and timestamp format.
+    pub fn reconfigure(&self, settings: LogSettings) {
+        let facility = facility_of(&settings);
+        let mask = mask_of(&settings);
+        let connection_messages = settings.connection_messages;
+        *self
+            .settings
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(settings);
+        self.mask.store(mask, Ordering::Relaxed);
+        self.connection_messages
+            .store(connection_messages, Ordering::Relaxed);
+        lock(&self.syslog).reconfigure(facility);
+        if let Err(path) = self.open_file() {
+            self.unopened(&path);
+        }
     }
 
     /// Whether lines of type `kind` are written anywhere (to skip formatting costly ones).
     pub fn enabled(&self, kind: LogTypes) -> bool {
-        self.settings.types.contains(kind) && !kind.is_empty() && !self.settings.dest.is_none()
+        let bits = kind.bits();
+        bits != 0 && self.mask.load(Ordering::Relaxed) & bits == bits
     }
 
     /// Whether connections and disconnections are logged (`connection_messages`).
     pub fn connection_messages(&self) -> bool {
-        self.settings.connection_messages
+        self.connection_messages.load(Ordering::Relaxed)
     }
 
     /// Sets where `topic` lines go: the server publishes them on the broker.
@@ -195,9 +239,7 @@ impl Log {
     /// When the file cannot be opened again; that is logged too, and the other destinations
     /// carry on.
     pub fn reopen(&self) -> io::Result<()> {
-        if let Some(syslog) = &self.syslog {
-            lock(syslog).disconnect();
-        }
+        lock(&self.syslog).disconnect();
         match self.open_file() {
             Ok(()) => Ok(()),
             Err(path) => {
@@ -220,7 +262,7 @@ impl Log {
     /// Like [`log`](Self::log), but only with `connection_messages true`: the lines about
     /// clients connecting and disconnecting.
     pub fn connection(&self, kind: LogTypes, message: impl fmt::Display) {
-        if self.settings.connection_messages {
+        if self.connection_messages() {
             self.log(kind, message);
         }
     }
@@ -261,9 +303,10 @@ impl Log {
     }
 
     fn write(&self, kind: LogTypes, now: SystemTime, message: &dyn fmt::Display) {
-        let mut text = format_line(&self.settings, now, message);
+        let settings = self.settings();
+        let mut text = format_line(&settings, now, message);
         text.push('\n');
-        let dest = &self.settings.dest;
+        let dest = &settings.dest;
         // A log that cannot be written has nowhere to say so: write errors are ignored.
         if dest.stdout {
             let _ = io::stdout().lock().write_all(text.as_bytes());
@@ -277,8 +320,8 @@ impl Log {
             let _ = file.write_all(text.as_bytes());
         }
         let line = &text[..text.len() - 1];
-        if let Some(syslog) = &self.syslog {
-            lock(syslog).send(syslog_severity(kind), now, line);
+        if dest.syslog {
+            lock(&self.syslog).send(syslog_severity(kind), now, line);
         }
         if dest.topic
             && let Some(topic) = topic_for(kind)
@@ -303,14 +346,15 @@ impl Log {
         }
     }
 
-    /// (Re)opens the log file, if there is one; on failure, the path.
+    /// (Re)opens the log file the settings name, closing the one open; on failure, the path.
     fn open_file(&self) -> Result<(), PathBuf> {
-        let Some(path) = &self.settings.dest.file else {
-            return Ok(());
-        };
+        let settings = self.settings();
         let mut slot = lock(&self.file);
         // Close first, so that a rotated file is let go even when the new one cannot be made.
         *slot = None;
+        let Some(path) = &settings.dest.file else {
+            return Ok(());
+        };
         let file = OpenOptions::new()
             .append(true)
             .create(true)
@@ -327,8 +371,9 @@ impl Log {
             "Error: Unable to open log file {} for writing.",
             path.display()
         );
-        if !self.settings.dest.stderr {
-            let line = format_line(&self.settings, clock::wall(), &message);
+        let settings = self.settings();
+        if !settings.dest.stderr {
+            let line = format_line(&settings, clock::wall(), &message);
             let _ = writeln!(io::stderr().lock(), "{line}");
         }
         self.error(message);
@@ -713,6 +758,12 @@ impl Syslog {
         self.unavailable = false;
     }
 
+    /// Reconnects on next use, with `facility`.
+    fn reconfigure(&mut self, facility: u8) {
+        self.facility = facility;
+        self.disconnect();
+    }
+
     fn connect(&mut self) -> bool {
         if self.socket.is_some() {
             return true;
@@ -986,6 +1037,49 @@ mod tests {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn reconfigure_takes_new_types_destinations_and_format() {
+        let dir = TempDir::new("reconfigure");
+        let (a, b) = (dir.0.join("a.log"), dir.0.join("b.log"));
+        let to = |path: &PathBuf| LogDest {
+            file: Some(path.clone()),
+            ..LogDest::none()
+        };
+        let log = Log::open(LogSettings {
+            types: LogTypes::NOTICE,
+            dest: to(&a),
+            timestamp: false,
+            ..LogSettings::default()
+        });
+        log.notice("one");
+        log.info("hidden info");
+        assert!(!log.enabled(LogTypes::INFORMATION) && log.connection_messages());
+        let new = LogSettings {
+            types: LogTypes::INFORMATION,
+            dest: to(&b),
+            timestamp: true,
+            timestamp_format: Some("stamp".to_owned()),
+            connection_messages: false,
+            ..LogSettings::default()
+        };
+        log.reconfigure(new.clone());
+        assert_eq!(*log.settings(), new);
+        assert!(log.enabled(LogTypes::INFORMATION) && !log.enabled(LogTypes::NOTICE));
+        assert!(!log.connection_messages());
+        log.notice("hidden notice");
+        log.connection(LogTypes::INFORMATION, "hidden connection");
+        log.info("two");
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "one\n");
+        assert_eq!(std::fs::read_to_string(&b).unwrap(), "stamp: two\n");
+        // No destination: nothing is enabled, and the file is let go.
+        log.reconfigure(LogSettings {
+            dest: LogDest::none(),
+            ..LogSettings::default()
+        });
+        assert!(!log.enabled(LogTypes::ERROR));
+        assert!(lock(&log.file).is_none());
     }
 
     #[test]

@@ -14,11 +14,15 @@ use crate::clock;
 use crate::log::{Log, LogSettings, strerror};
 use crate::message::Message;
 use crate::net::bind;
+use crate::reload::{LiveSettings, Reloaded};
 use crate::session::{ConnectionSettings, OutboundLimits};
 use crate::sys;
 
 /// Everything [`Server::start`] needs, resolved from the configuration and command line.
-#[derive(Debug, Clone)]
+///
+/// While the server runs, the settings in force are one `ServerSettings` behind
+/// [`Shared::settings`], replaced whole by a reload ([`Shared::reload`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSettings {
     /// The listeners.
     pub listeners: Vec<ListenerSettings>,
@@ -46,7 +50,10 @@ impl Default for ServerSettings {
         ServerSettings {
             listeners: vec![
                 ListenerSettings::new(SocketAddr::from(([127, 0, 0, 1], 1883))),
-                ListenerSettings::new(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 1883))),
+                ListenerSettings {
+                    config_index: 1,
+                    ..ListenerSettings::new(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 1883)))
+                },
             ],
             routing: RoutingSettings {
                 upgrade_outgoing_qos: false,
@@ -63,10 +70,14 @@ impl Default for ServerSettings {
 }
 
 /// The settings of one listener (Mosquitto's per-listener directives).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerSettings {
     /// The address to bind.
     pub addr: SocketAddr,
+    /// The position of the `listener` block it comes from among the configuration's
+    /// listeners (a block bound to several addresses gives several listeners with the same
+    /// one): a reload matches listeners by it.
+    pub config_index: usize,
     /// Per-connection protocol settings (`max_qos` is per listener).
     pub connection: ConnectionSettings,
     /// `max_connections`: `None` for no limit.
@@ -89,6 +100,7 @@ impl ListenerSettings {
     pub fn new(addr: SocketAddr) -> Self {
         ListenerSettings {
             addr,
+            config_index: 0,
             connection: ConnectionSettings::default(),
             max_connections: None,
             allow_anonymous: true,
@@ -107,25 +119,55 @@ pub struct Shared {
     pub broker: Broker,
     /// Logging.
     pub log: Arc<Log>,
-    /// Largest packet accepted.
-    pub max_packet_size: u32,
-    /// Capacity of each connection's delivery mailbox.
-    pub mailbox_capacity: usize,
-    /// Whether to set TCP_NODELAY.
-    pub nodelay: bool,
-    /// `clientid_prefixes`.
-    pub clientid_prefixes: Vec<String>,
+    /// The settings in force.
+    pub settings: LiveSettings,
+}
+
+impl Shared {
+    /// Applies settings read again from the configuration (SIGHUP), as far as a running broker
+    /// can: [`ServerSettings::reloaded`] says what waits for a restart, and that is logged.
+    /// The log takes its new settings ([`Log::reconfigure`]), the broker its routing settings,
+    /// the `$SYS` and session expiry tasks their periods; each connection reads the new
+    /// settings before it next handles anything, and connected clients are told at once
+    /// ([`Broker::notify_settings_changed`]).
+    pub fn reload(&self, settings: ServerSettings) {
+        let Reloaded { settings, notes } = self.settings.load().reloaded(settings);
+        for (kind, line) in notes {
+            self.log.log(kind, line);
+        }
+        self.log.reconfigure(settings.log.clone());
+        self.broker.set_routing_settings(&settings.routing);
+        self.settings.store(settings);
+        self.broker.notify_settings_changed();
+    }
 }
 
 /// What the connections of one listener share.
 #[derive(Debug)]
 pub struct ListenerShared {
-    /// The listener's settings.
-    pub settings: ListenerSettings,
+    /// The listener's position in [`ServerSettings::listeners`]: its settings are at this
+    /// index in every snapshot of [`Shared::settings`] (a reload keeps the list's shape).
+    pub index: usize,
     /// The port actually bound.
     pub port: u16,
+    /// `max_connections` (read at start only, as in Mosquitto).
+    pub max_connections: Option<usize>,
     /// Connections open now on this listener.
     pub connections: AtomicUsize,
+}
+
+/// The capacity of a connection's delivery mailbox, from the outbound limits: room for a
+/// full window and queue, within bounds.
+pub fn mailbox_capacity(limits: OutboundLimits) -> usize {
+    let window = usize::from(match limits.max_inflight_messages {
+        0 => u16::MAX,
+        n => n,
+    });
+    let queued = match limits.max_queued_messages {
+        0 => 1 << 16,
+        n => n,
+    };
+    (window + queued).clamp(64, 1 << 20)
 }
 
 /// A running broker.
@@ -152,36 +194,23 @@ impl Server {
     /// # Errors
     /// The first listener that cannot be bound, with its address.
     pub async fn start_with_log(settings: ServerSettings, log: Arc<Log>) -> io::Result<Server> {
-        let limits = settings.routing.outbound;
-        let window = usize::from(match limits.max_inflight_messages {
-            0 => u16::MAX,
-            n => n,
-        });
-        let queued = match limits.max_queued_messages {
-            0 => 1 << 16,
-            n => n,
-        };
         let shared = Arc::new(Shared {
             broker: Broker::new(settings.routing.clone()),
             log,
-            max_packet_size: settings.max_packet_size,
-            mailbox_capacity: (window + queued).clamp(64, 1 << 20),
-            nodelay: settings.nodelay,
-            clientid_prefixes: settings.clientid_prefixes.clone(),
+            settings: LiveSettings::new(settings.clone()),
         });
-        if shared.log.settings().dest.topic {
-            let weak = Arc::downgrade(&shared);
-            shared
-                .log
-                .set_topic_hook(Arc::new(move |topic: &str, line: &str| {
-                    if let Some(shared) = weak.upgrade() {
-                        publish_log_line(&shared.broker, topic, line);
-                    }
-                }));
-        }
+        // Set even without `log_dest topic`: a reload may add it.
+        let weak = Arc::downgrade(&shared);
+        shared
+            .log
+            .set_topic_hook(Arc::new(move |topic: &str, line: &str| {
+                if let Some(shared) = weak.upgrade() {
+                    publish_log_line(&shared.broker, topic, line);
+                }
+            }));
         let mut tasks = Vec::new();
         let mut addrs = Vec::new();
-        for listener in &settings.listeners {
+        for (index, listener) in settings.listeners.iter().enumerate() {
             let addr = listener.addr;
             let family = if addr.is_ipv4() { "ipv4" } else { "ipv6" };
             // Mosquitto says so before binding; a port the system chooses (0) is said after,
@@ -218,20 +247,18 @@ impl Server {
             }
             addrs.push(local);
             let listener_shared = Arc::new(ListenerShared {
-                settings: listener.clone(),
+                index,
                 port: local.port(),
+                max_connections: listener.max_connections,
                 connections: AtomicUsize::new(0),
             });
             tasks.push(tokio::spawn(
                 bound.run(Arc::clone(&shared), listener_shared),
             ));
         }
-        if let Some(max_age) = settings.persistent_client_expiration {
-            tasks.push(tokio::spawn(expire_sessions(Arc::clone(&shared), max_age)));
-        }
-        if let Some(interval) = settings.sys_interval {
-            tasks.push(tokio::spawn(sys::run(Arc::clone(&shared), interval)));
-        }
+        // Both run even when their setting turns them off: a reload may turn them on.
+        tasks.push(tokio::spawn(expire_sessions(Arc::clone(&shared))));
+        tasks.push(tokio::spawn(sys::run(Arc::clone(&shared))));
         Ok(Server {
             shared,
             addrs,
@@ -260,18 +287,41 @@ impl Server {
     }
 }
 
-/// Removes persistent sessions whose client has been away longer than `max_age`, checking
-/// often enough that none outlives its expiry by more than a tenth of it (at most a minute).
-async fn expire_sessions(shared: Arc<Shared>, max_age: Duration) {
-    let period = (max_age / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
-    let mut ticker = tokio::time::interval(period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Removes persistent sessions whose client has been away longer than
+/// `persistent_client_expiration`, checking often enough that none outlives its expiry by more
+/// than a tenth of it (at most a minute). Idle while the setting is off; a reload that changes
+/// it takes effect at once.
+async fn expire_sessions(shared: Arc<Shared>) {
+    let mut settings = shared.settings.subscribe();
     loop {
-        ticker.tick().await;
-        for client_id in shared.broker.expire_sessions(clock::now(), max_age) {
-            shared
-                .log
-                .notice(format_args!("Expiring client {client_id} due to timeout."));
+        let expiration = settings.borrow_and_update().persistent_client_expiration;
+        let Some(max_age) = expiration else {
+            if settings.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
+        let period = (max_age / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    for client_id in shared.broker.expire_sessions(clock::now(), max_age) {
+                        shared
+                            .log
+                            .notice(format_args!("Expiring client {client_id} due to timeout."));
+                    }
+                }
+                changed = settings.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    if settings.borrow().persistent_client_expiration != expiration {
+                        break;
+                    }
+                }
+            }
         }
     }
 }
@@ -291,4 +341,53 @@ fn publish_log_line(broker: &Broker, topic: &str, line: &str) {
     };
     message.properties.message_expiry_interval = Some(20);
     broker.publish(&Arc::new(message));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{LogDest, LogTypes};
+
+    /// One listener on a port the system chooses, no `$SYS`, no log.
+    fn quiet() -> ServerSettings {
+        let mut settings = ServerSettings {
+            listeners: vec![ListenerSettings::new(SocketAddr::from(([127, 0, 0, 1], 0)))],
+            sys_interval: None,
+            ..ServerSettings::default()
+        };
+        settings.log.dest = LogDest::none();
+        settings
+    }
+
+    #[tokio::test]
+    async fn reload_swaps_the_settings_and_wakes_the_tasks() {
+        let server = Server::start(quiet()).await.unwrap();
+        let shared = Arc::clone(server.shared());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(shared.broker.retained_count(), 0, "no $SYS yet");
+        let mut new = quiet();
+        new.sys_interval = Some(Duration::from_secs(60));
+        new.routing.upgrade_outgoing_qos = true;
+        new.log.types = LogTypes::ALL;
+        new.listeners[0].allow_anonymous = false;
+        new.listeners[0].addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        shared.reload(new);
+        let settings = shared.settings.load();
+        assert!(!settings.listeners[0].allow_anonymous);
+        assert_eq!(
+            settings.listeners[0].addr.port(),
+            0,
+            "sockets wait for a restart"
+        );
+        assert!(shared.broker.routing_settings().upgrade_outgoing_qos);
+        assert_eq!(shared.log.settings().types, LogTypes::ALL);
+        // The $SYS task starts at once: the version, then a first update, all retained.
+        let mut waited = 0;
+        while shared.broker.retained_count() < 2 && waited < 500 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            waited += 1;
+        }
+        assert!(shared.broker.retained_count() >= 2);
+        server.run_until(async {}).await;
+    }
 }

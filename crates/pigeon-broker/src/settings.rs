@@ -63,6 +63,7 @@ impl ServerSettings {
             {
                 listeners.push(ListenerSettings {
                     addr,
+                    config_index: index,
                     connection: connection.clone(),
                     max_connections: listener.max_connections.map(|n| n.get() as usize),
                     allow_anonymous: security.allow_anonymous,

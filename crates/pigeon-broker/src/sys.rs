@@ -3,7 +3,8 @@
 //!
 //! [`SysTree`] is sans I/O: given a [`Snapshot`] of the counters and the instant, it returns
 //! the `(topic, payload)` pairs to publish. [`run`] is the task around it: every
-//! `sys_interval` it takes a snapshot and publishes what changed, retained, at QoS 0.
+//! `sys_interval` (as a reload sets it) it takes a snapshot and publishes what changed,
+//! retained, at QoS 0.
 //!
 //! As in Mosquitto: `$SYS/broker/version` is published once at start; `$SYS/broker/uptime`
 //! on every update; everything else on the first update and then only when its payload
@@ -14,7 +15,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use pigeon_proto::{QoS, TopicName};
@@ -323,19 +324,51 @@ impl SysTree {
     }
 }
 
-/// Publishes the `$SYS` tree every `interval` until the task is aborted: the version once, then
-/// an update at once and after each interval.
-pub async fn run(shared: Arc<Shared>, interval: Duration) {
+/// Publishes the `$SYS` tree every `sys_interval` until the task is aborted: the version once,
+/// then an update at once and after each interval. Idle while `sys_interval` is 0; a reload
+/// that changes it takes effect at once (the next update comes one new interval after the
+/// last one, or now if that is past).
+pub async fn run(shared: Arc<Shared>) {
     let broker = &shared.broker;
+    let mut settings = shared.settings.subscribe();
     let mut tree = SysTree::new(clock::now());
-    publish(broker, SysTree::version(env!("CARGO_PKG_VERSION")));
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut version_published = false;
+    let mut last_update: Option<Instant> = None;
     loop {
-        ticks.tick().await;
-        let snapshot = Snapshot::take(broker);
-        for message in tree.update(clock::now(), &snapshot) {
-            publish(broker, message);
+        let configured = settings.borrow_and_update().sys_interval;
+        let Some(interval) = configured else {
+            if settings.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
+        if !version_published {
+            publish(broker, SysTree::version(env!("CARGO_PKG_VERSION")));
+            version_published = true;
+        }
+        let now = clock::now();
+        let first = last_update.map_or(now, |last| (last + interval).max(now));
+        let mut ticks = tokio::time::interval_at(first.into(), interval);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {
+                    let now = clock::now();
+                    let snapshot = Snapshot::take(broker);
+                    for message in tree.update(now, &snapshot) {
+                        publish(broker, message);
+                    }
+                    last_update = Some(now);
+                }
+                changed = settings.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    if settings.borrow().sys_interval != configured {
+                        break;
+                    }
+                }
+            }
         }
     }
 }
@@ -353,6 +386,8 @@ fn publish(broker: &Broker, (topic, payload): SysMessage) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn at(start: Instant, secs: u64) -> Instant {

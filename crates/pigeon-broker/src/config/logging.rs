@@ -66,6 +66,11 @@ impl LogTypes {
         LogTypes(self.0 | other.0)
     }
 
+    /// The set as bits, for an atomic copy of it.
+    pub(crate) const fn bits(self) -> u16 {
+        self.0
+    }
+
     /// The type a `log_type` value names, or `None` if it names none; `all` and `none` are
     /// sets too.
     pub(crate) fn from_name(name: &str) -> Option<LogTypes> {

@@ -15,14 +15,14 @@ use pigeon_proto::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::sleep_until;
 
 use crate::broker::{Claim, Mail};
 use crate::clock;
 use crate::config::LogTypes;
 use crate::message::Message;
-use crate::server::{ListenerShared, Shared};
+use crate::server::{ListenerShared, ServerSettings, Shared, mailbox_capacity};
 use crate::session::{CloseReason, Connection, Event, Session, Violation};
 
 /// Stop reading from a client while this much output waits to be written to it.
@@ -34,9 +34,12 @@ const READ_CHUNK: usize = 4096;
 struct Identity {
     client_id: MqttString,
     generation: u64,
+    /// Connected without a user name.
+    anonymous: bool,
 }
 
-/// Serves one accepted TCP connection until it ends.
+/// Serves one accepted TCP connection until it ends, with the settings in force when it was
+/// accepted, and those of each later reload.
 pub async fn serve_connection(
     shared: Arc<Shared>,
     listener: Arc<ListenerShared>,
@@ -44,7 +47,9 @@ pub async fn serve_connection(
     peer: SocketAddr,
 ) {
     let port = listener.port;
-    if shared.nodelay {
+    let settings_rx = shared.settings.subscribe();
+    let settings = Arc::clone(&settings_rx.borrow());
+    if settings.nodelay {
         let _ = stream.set_nodelay(true);
     }
     shared.log.connection(
@@ -55,12 +60,15 @@ pub async fn serve_connection(
             peer.port()
         ),
     );
-    let (tx, rx) = mpsc::channel(shared.mailbox_capacity);
+    let (tx, rx) = mpsc::channel(mailbox_capacity(settings.routing.outbound));
     let (reader, writer) = stream.into_split();
+    let connection = settings.listeners[listener.index].connection.clone();
     let mut driver = Driver {
-        conn: Connection::new(listener.settings.connection.clone(), clock::now()),
+        conn: Connection::new(connection, clock::now()),
         listener,
-        decoder: Decoder::new(None, shared.max_packet_size),
+        decoder: Decoder::new(None, settings.max_packet_size),
+        settings,
+        settings_rx,
         shared,
         reader,
         writer,
@@ -78,6 +86,11 @@ pub async fn serve_connection(
 struct Driver {
     shared: Arc<Shared>,
     listener: Arc<ListenerShared>,
+    /// The settings this connection goes by: those in force when it was accepted, then those
+    /// of each reload.
+    settings: Arc<ServerSettings>,
+    /// Tells when a reload replaced the settings.
+    settings_rx: watch::Receiver<Arc<ServerSettings>>,
     reader: OwnedReadHalf,
     writer: OwnedWriteHalf,
     peer: SocketAddr,
@@ -167,6 +180,11 @@ impl Driver {
     async fn run(&mut self, mailbox: mpsc::Sender<Mail>, mut rx: mpsc::Receiver<Mail>) {
         let mut peer_closed = false;
         loop {
+            // One atomic load: whether a reload replaced the settings.
+            if self.settings_rx.has_changed().unwrap_or(false) {
+                self.reconfigure();
+                self.handle_events(&mailbox).await;
+            }
             self.flush_transmit();
             if self.conn.is_closed() {
                 break;
@@ -220,6 +238,22 @@ impl Driver {
         }
         let _ = self.writer.shutdown().await;
         self.finish(peer_closed, rx).await;
+    }
+
+    /// Takes the settings a reload put in force. The packet size limit and the listener's
+    /// protocol settings (`message_size_limit`, `retain_available`) apply to this connection
+    /// from its next packet; and, as Mosquitto does on reload, an anonymous client is
+    /// disconnected when its listener no longer allows anonymous clients. The rest matters at
+    /// CONNECT only, or to new connections.
+    fn reconfigure(&mut self) {
+        self.settings = Arc::clone(&self.settings_rx.borrow_and_update());
+        self.decoder
+            .set_max_packet_size(self.settings.max_packet_size);
+        let listener = &self.settings.listeners[self.listener.index];
+        self.conn.set_settings(listener.connection.clone());
+        if !listener.allow_anonymous && self.identity.as_ref().is_some_and(|i| i.anonymous) {
+            self.conn.revoke();
+        }
     }
 
     /// Decodes and handles every complete packet in the read buffer.
@@ -352,6 +386,8 @@ impl Driver {
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             }
+            // Read at the top of the loop, which this mail wakes.
+            Mail::SettingsChanged => {}
             Mail::TakeOver(reply) => {
                 self.shared.log.connection(
                     LogTypes::ERROR,
@@ -402,24 +438,23 @@ impl Driver {
 
     async fn on_connect(&mut self, connect: pigeon_proto::Connect, mailbox: &mpsc::Sender<Mail>) {
         let shared = Arc::clone(&self.shared);
-        let listener = Arc::clone(&self.listener);
+        let settings = Arc::clone(&self.settings);
+        let listener = &settings.listeners[self.listener.index];
         let mut client_id = connect.client_id.clone();
         if client_id.is_empty() {
             // MQTT 3.1 requires an identifier; 3.1.1 allows an empty one only with Clean Session
             // [MQTT-3.1.3-7], [MQTT-3.1.3-8].
             let allowed = connect.protocol != Protocol::V31
                 && connect.clean_start
-                && listener.settings.allow_zero_length_clientid;
+                && listener.allow_zero_length_clientid;
             if !allowed {
                 self.refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
                 return;
             }
-            client_id = shared
-                .broker
-                .assign_client_id(&listener.settings.auto_id_prefix);
+            client_id = shared.broker.assign_client_id(&listener.auto_id_prefix);
         }
-        if !shared.clientid_prefixes.is_empty()
-            && !shared
+        if !settings.clientid_prefixes.is_empty()
+            && !settings
                 .clientid_prefixes
                 .iter()
                 .any(|p| client_id.starts_with(p.as_str()))
@@ -427,7 +462,7 @@ impl Driver {
             self.refuse(ReasonCode::NOT_AUTHORIZED);
             return;
         }
-        if !listener.settings.allow_anonymous && connect.username.is_none() {
+        if !listener.allow_anonymous && connect.username.is_none() {
             self.refuse(ReasonCode::NOT_AUTHORIZED);
             return;
         }
@@ -456,6 +491,7 @@ impl Driver {
         self.identity = Some(Identity {
             client_id: client_id.clone(),
             generation,
+            anonymous: connect.username.is_none(),
         });
         let user = connect
             .username
@@ -517,7 +553,7 @@ impl Driver {
     /// the client is accepted: CONNECT is told by "New client connected", and anything else
     /// ends the connection.
     fn log_received(&mut self, packet: &Packet) {
-        let limits = &self.listener.settings.connection;
+        let limits = &self.settings.listeners[self.listener.index].connection;
         let too_large = |p: &pigeon_proto::Publish| {
             limits.message_size_limit != 0 && p.payload.len() > limits.message_size_limit
         };
@@ -686,6 +722,8 @@ impl Driver {
                 ReasonCode::NOT_AUTHORIZED | ReasonCode::BAD_USER_NAME_OR_PASSWORD,
             ) => line(", not authorised."),
             CloseReason::Refused(_) => line(" due to protocol error."),
+            // Mosquitto words a disconnection by reload as an ordinary one.
+            CloseReason::Revoked => line("."),
             CloseReason::TakenOver => return,
         };
         log.connection(LogTypes::NOTICE, text);
@@ -737,6 +775,7 @@ impl Driver {
                         let _ = reply.send(session);
                         return;
                     }
+                    Mail::SettingsChanged => {}
                     Mail::Deliver(delivery) => {
                         if let Some(s) = &mut session {
                             s.outbound.push(delivery, crate::session::Link::Offline);

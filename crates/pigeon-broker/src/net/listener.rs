@@ -120,11 +120,7 @@ impl ConnectionSlot {
     fn take(listener: &Arc<ListenerShared>) -> Option<Self> {
         let count: &AtomicUsize = &listener.connections;
         let previous = count.fetch_add(1, Ordering::AcqRel);
-        if listener
-            .settings
-            .max_connections
-            .is_some_and(|max| previous >= max)
-        {
+        if listener.max_connections.is_some_and(|max| previous >= max) {
             count.fetch_sub(1, Ordering::AcqRel);
             return None;
         }

@@ -20,7 +20,7 @@ use super::{Link, Pushed, Session};
 use crate::message::{Delivery, Message};
 
 /// Broker settings the state machine applies (Mosquitto's directives of the same names).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionSettings {
     /// `max_qos`: the highest QoS the broker accepts and grants (default 2).
     pub max_qos: QoS,
@@ -94,6 +94,9 @@ pub enum CloseReason {
     Refused(ReasonCode),
     /// Another connection took over the session [MQTT-3.1.4-2].
     TakenOver,
+    /// The broker no longer lets the client in (a configuration reload refused anonymous
+    /// clients).
+    Revoked,
 }
 
 impl CloseReason {
@@ -336,6 +339,23 @@ impl Connection {
     /// published).
     pub fn take_over(&mut self) {
         self.close(CloseReason::TakenOver);
+    }
+
+    /// The broker no longer lets this client in (a configuration reload): the connection
+    /// ends, and its will is published, as when Mosquitto disconnects a client on reload.
+    pub fn revoke(&mut self) {
+        self.close(CloseReason::Revoked);
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &ConnectionSettings {
+        &self.settings
+    }
+
+    /// New settings (a configuration reload): the packets that follow are judged by them. A
+    /// deadline already set (the connect timeout) stays.
+    pub fn set_settings(&mut self, settings: ConnectionSettings) {
+        self.settings = settings;
     }
 
     /// A message for this client from the router. `backlog` is how many packets wait unwritten
@@ -662,6 +682,50 @@ mod tests {
         }
         conn.handle_packet(publish(QoS::AtLeastOnce, Some(4), b"fine"), t0);
         assert!(matches!(conn.poll_event(), Some(Event::Publish(_))));
+    }
+
+    // A reload changes the settings of a connection already open.
+    #[test]
+    fn new_settings_judge_the_packets_that_follow() {
+        let t0 = crate::clock::now();
+        let mut conn = connected(t0, 60, false);
+        conn.handle_packet(publish(QoS::AtLeastOnce, Some(1), b"big"), t0);
+        assert!(matches!(conn.poll_event(), Some(Event::Publish(_))));
+        conn.take_transmit();
+        let settings = ConnectionSettings {
+            message_size_limit: 2,
+            retain_available: false,
+            ..ConnectionSettings::default()
+        };
+        conn.set_settings(settings.clone());
+        assert_eq!(conn.settings(), &settings);
+        conn.handle_packet(publish(QoS::AtLeastOnce, Some(2), b"big"), t0);
+        assert!(matches!(conn.poll_event(), Some(Event::Dropped(_))));
+        let Packet::Publish(mut retained) = publish(QoS::AtMostOnce, None, b"r") else {
+            unreachable!()
+        };
+        retained.retain = true;
+        conn.handle_packet(Packet::Publish(retained), t0);
+        assert!(matches!(
+            close_reason(&mut conn),
+            Some(CloseReason::Violation(v)) if v.reason == ReasonCode::RETAIN_NOT_SUPPORTED
+        ));
+    }
+
+    // A reload that no longer lets the client in closes the connection; the will goes out.
+    #[test]
+    fn revoking_closes_and_publishes_the_will() {
+        let t0 = crate::clock::now();
+        let mut conn = connected(t0, 60, true);
+        conn.revoke();
+        assert!(conn.is_closed());
+        assert_eq!(close_reason(&mut conn), Some(CloseReason::Revoked));
+        assert!(CloseReason::Revoked.publishes_will());
+        assert!(conn.take_will().is_some());
+        assert!(
+            conn.take_transmit().is_empty(),
+            "3.1.1 has no DISCONNECT to send"
+        );
     }
 
     // [MQTT-3.1.0-2]: a second CONNECT is a protocol violation.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::Parser;
 use pigeon_broker::config::{Config, LogTypes};
 use pigeon_broker::log::Log;
-use pigeon_broker::server::{Server, ServerSettings};
+use pigeon_broker::server::{Server, ServerSettings, Shared};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Pigeon, an MQTT 3.1 / 3.1.1 / 5.0 broker that reads mosquitto.conf.
@@ -40,29 +40,46 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // Configuration errors already read "Error: FILE:LINE: DIRECTIVE: ...".
-            let message = format!("{e:#}");
-            if message.starts_with("Error: ") {
-                eprintln!("{message}");
-            } else {
-                eprintln!("Error: {message}");
-            }
+            eprintln!("{}", error_text(&e));
             ExitCode::from(1)
         }
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+/// An error as the broker words it: configuration errors already read
+/// "Error: FILE:LINE: DIRECTIVE: ...", others get the "Error: " prefix.
+fn error_text(e: &anyhow::Error) -> String {
+    let message = format!("{e:#}");
+    if message.starts_with("Error: ") {
+        message
+    } else {
+        format!("Error: {message}")
+    }
+}
+
+/// The configuration: the file `-c` names, or the default one, with the `-p` ports.
+fn load_config(args: &Args) -> anyhow::Result<Config> {
     let mut config = match &args.config_file {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
     config.apply_cli_ports(&args.port)?;
-    let mut settings = ServerSettings::from_config(&config)?;
+    Ok(config)
+}
+
+/// The settings `config` gives, with what the command line overrides.
+fn settings_for(config: &Config, args: &Args) -> anyhow::Result<ServerSettings> {
+    let mut settings = ServerSettings::from_config(config)?;
     if args.verbose {
         // As Mosquitto's -v: every type, whatever log_type says; destinations unchanged.
         settings.log.types = LogTypes::ALL;
     }
+    Ok(settings)
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let config = load_config(&args)?;
+    let settings = settings_for(&config, &args)?;
     for warning in &config.warnings {
         eprintln!("{warning}");
     }
@@ -82,10 +99,12 @@ fn run(args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(settings, &config))
+    runtime.block_on(serve(settings, &config, &args))
 }
 
-async fn serve(settings: ServerSettings, config: &Config) -> anyhow::Result<()> {
+async fn serve(settings: ServerSettings, config: &Config, args: &Args) -> anyhow::Result<()> {
+    // Before the listeners open: a SIGHUP from then on reloads rather than ends the process.
+    let hangup = signal(SignalKind::hangup());
     let log = Arc::new(Log::open(settings.log.clone()));
     let version = env!("CARGO_PKG_VERSION");
     log.info(format_args!("pigeon version {version} starting"));
@@ -111,18 +130,18 @@ async fn serve(settings: ServerSettings, config: &Config) -> anyhow::Result<()> 
     let server = Server::start_with_log(settings, Arc::clone(&log)).await?;
     drop_privileges(&config.user, log_file.as_deref())?;
     log.info(format_args!("pigeon version {version} running"));
-    let config_file = config.files.first().cloned();
+    let shared = Arc::clone(server.shared());
     server
         .run_until(async {
             let shutdown = shutdown_signal();
             tokio::pin!(shutdown);
-            let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            let Ok(mut hangup) = hangup else {
                 return shutdown.await;
             };
             loop {
                 tokio::select! {
                     () = &mut shutdown => return,
-                    _ = hangup.recv() => reload(&log, config_file.as_deref()),
+                    _ = hangup.recv() => reload(&shared, config, args),
                 }
             }
         })
@@ -134,17 +153,68 @@ async fn serve(settings: ServerSettings, config: &Config) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// SIGHUP: reopens the log file (for logrotate) and checks the configuration file again,
-/// logging what is wrong with it. Changed settings take effect at the next start.
-fn reload(log: &Log, config_file: Option<&Path>) {
+/// SIGHUP, Mosquitto's reload signal: reads the configuration file again (with the command
+/// line's `-p` and `-v` applied as at start) and applies it ([`Shared::reload`]): what a
+/// running broker cannot change (the listeners, `max_connections`, `max_qos`, `user`,
+/// `pid_file`) is logged and waits for a restart. A configuration with an error, or one the
+/// broker would refuse to start with, is not applied at all: the error is logged and the
+/// settings in force stay. Either way the log file is reopened (for logrotate).
+fn reload(shared: &Shared, started: &Config, args: &Args) {
+    let log = &shared.log;
     log.notice("Reloading config.");
-    let _ = log.reopen();
-    if let Some(path) = config_file
-        && let Err(e) = Config::load(path)
-    {
-        log.error(format_args!("{e}"));
-        log.error("The configuration file has errors: the broker keeps running with the old one.");
+    if args.config_file.is_none() {
+        // The default configuration: nothing to read again.
+        let _ = log.reopen();
+        return;
     }
+    let loaded = load_config(args).and_then(|config| {
+        let settings = settings_for(&config, args)?;
+        Ok((config, settings))
+    });
+    match loaded {
+        Ok((config, settings)) => {
+            for warning in &config.warnings {
+                log.warning(warning);
+            }
+            for line in restart_only_changes(started, &config) {
+                log.notice(line);
+            }
+            // Reopens the log file too.
+            shared.reload(settings);
+        }
+        Err(e) => {
+            log.error(error_text(&e));
+            log.error(
+                "The configuration file has errors: the broker keeps running with the old one.",
+            );
+            let _ = log.reopen();
+        }
+    }
+}
+
+/// The process settings that only a restart changes (`user`, `pid_file`: "Not reloaded on
+/// reload signal" in Mosquitto's manual), as lines saying so where `new` differs from the
+/// configuration the broker started with.
+fn restart_only_changes(started: &Config, new: &Config) -> Vec<String> {
+    let display = |p: &Option<PathBuf>| {
+        p.as_deref()
+            .map_or_else(|| "none".to_owned(), |p| p.display().to_string())
+    };
+    let mut lines = Vec::new();
+    if new.user != started.user {
+        lines.push(format!(
+            "user changed from {} to {}: this takes effect when the broker restarts.",
+            started.user, new.user
+        ));
+    }
+    if new.pid_file != started.pid_file {
+        lines.push(format!(
+            "pid_file changed from {} to {}: this takes effect when the broker restarts.",
+            display(&started.pid_file),
+            display(&new.pid_file)
+        ));
+    }
+    lines
 }
 
 /// SIGINT or SIGTERM.
