@@ -56,6 +56,14 @@ impl MqttString {
         Ok(MqttString(bytes))
     }
 
+    /// A copy in an allocation of its own. A decoded string is a slice of the packet it came
+    /// in, and keeps that packet's whole read buffer alive; detach what is kept for long (a
+    /// client identifier, a stored subscription) so that it does not pin the buffer.
+    #[must_use]
+    pub fn detach(&self) -> Self {
+        MqttString(Bytes::copy_from_slice(&self.0))
+    }
+
     /// The text.
     pub fn as_str(&self) -> &str {
         // The constructor checked that the bytes are UTF-8, so this never takes the fallback.
@@ -177,6 +185,16 @@ impl fmt::Display for MqttString {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detach_copies_out_of_the_packet_buffer() {
+        let packet = Bytes::from_static(b"..client-1..");
+        let s = MqttString::from_bytes(packet.slice(2..10)).unwrap();
+        let d = s.detach();
+        assert_eq!(d, s);
+        assert_ne!(d.as_bytes().as_ptr(), s.as_bytes().as_ptr());
+        assert_eq!(d.as_bytes().len(), 8);
+    }
 
     #[test]
     fn accepts_well_formed_text() {

@@ -155,6 +155,13 @@ impl TopicName {
         &self.0
     }
 
+    /// A copy that does not share the buffer it was decoded from (see
+    /// [`MqttString::detach`]).
+    #[must_use]
+    pub fn detach(&self) -> TopicName {
+        TopicName(self.0.detach())
+    }
+
     /// Gives up the [`MqttString`].
     pub fn into_inner(self) -> MqttString {
         self.0
@@ -305,6 +312,16 @@ impl TopicFilter {
             start,
             wildcards,
         })
+    }
+
+    /// A copy that does not share the buffer it was decoded from (see
+    /// [`MqttString::detach`]).
+    #[must_use]
+    pub fn detach(&self) -> TopicFilter {
+        TopicFilter {
+            text: self.text.detach(),
+            ..*self
+        }
     }
 
     /// Wraps a static Topic Filter.

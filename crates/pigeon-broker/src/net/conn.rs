@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use pigeon_proto::{
     DecodeError, Decoder, MqttString, Packet, PacketType, Protocol, ReasonCode, TopicError, Will,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -193,18 +193,36 @@ impl Driver {
             let active = self.identity.is_some() && !self.conn.is_connecting();
             let can_read = !self.conn.is_connecting() && self.wbuf.len() < WRITE_HIGH_WATER;
             let can_take_mail = active && self.wbuf.len() < WRITE_HIGH_WATER;
-            if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK {
-                self.rbuf.reserve(READ_CHUNK);
-            }
             tokio::select! {
-                read = self.reader.read_buf(&mut self.rbuf), if can_read => match read {
-                    Ok(0) | Err(_) => {
+                // Wait for bytes without holding a buffer: an idle connection owns none. Only
+                // once the socket is readable is a read buffer allocated, and it is given back
+                // below as soon as every complete packet in it is decoded.
+                ready = self.reader.readable(), if can_read => {
+                    if ready.is_err() {
                         peer_closed = true;
                         break;
                     }
-                    Ok(n) => {
-                        self.shared.broker.counters.bytes_read(n);
-                        self.decode_all(&mailbox).await;
+                    if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK {
+                        self.rbuf.reserve(READ_CHUNK);
+                    }
+                    match self.reader.try_read_buf(&mut self.rbuf) {
+                        Ok(0) => {
+                            peer_closed = true;
+                            break;
+                        }
+                        Ok(n) => {
+                            self.shared.broker.counters.bytes_read(n);
+                            self.decode_all(&mailbox).await;
+                        }
+                        // A spurious wake-up: nothing to read after all.
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => {
+                            peer_closed = true;
+                            break;
+                        }
+                    }
+                    if self.rbuf.is_empty() {
+                        self.rbuf = BytesMut::new();
                     }
                 },
                 written = self.writer.write_buf(&mut self.wbuf), if !self.wbuf.is_empty() => {
@@ -213,6 +231,10 @@ impl Driver {
                         break;
                     };
                     self.shared.broker.counters.bytes_written(n);
+                    if self.wbuf.is_empty() {
+                        // Drained: give the write buffer back too.
+                        self.wbuf = BytesMut::new();
+                    }
                 }
                 mail = rx.recv(), if can_take_mail => {
                     if let Some(mail) = mail {
@@ -237,7 +259,7 @@ impl Driver {
             self.shared.broker.counters.bytes_written(self.wbuf.len());
         }
         let _ = self.writer.shutdown().await;
-        self.finish(peer_closed, rx).await;
+        Box::pin(self.finish(peer_closed, rx)).await;
     }
 
     /// Takes the settings a reload put in force. The packet size limit and the listener's
@@ -405,7 +427,7 @@ impl Driver {
     async fn handle_events(&mut self, mailbox: &mpsc::Sender<Mail>) {
         while let Some(event) = self.conn.poll_event() {
             match event {
-                Event::Connect(connect) => self.on_connect(*connect, mailbox).await,
+                Event::Connect(connect) => Box::pin(self.on_connect(*connect, mailbox)).await,
                 Event::Publish(message) => {
                     self.shared.broker.publish(&message);
                 }
@@ -440,7 +462,8 @@ impl Driver {
         let shared = Arc::clone(&self.shared);
         let settings = Arc::clone(&self.settings);
         let listener = &settings.listeners[self.listener.index];
-        let mut client_id = connect.client_id.clone();
+        // Kept as long as the session: detached from the CONNECT's read buffer.
+        let mut client_id = connect.client_id.detach();
         if client_id.is_empty() {
             // MQTT 3.1 requires an identifier; 3.1.1 allows an empty one only with Clean Session
             // [MQTT-3.1.3-7], [MQTT-3.1.3-8].

@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::message::Message;
 
 /// Retained messages, one per topic [MQTT-3.3.1-5], indexed by topic level so that a new
@@ -49,6 +51,13 @@ impl RetainedStore {
         if message.payload.is_empty() {
             return self.remove(message.topic.as_str());
         }
+        // Stored for long: a copy of its own rather than a slice that pins the publisher's
+        // read buffer (MQTT 5.0 properties still share it).
+        let message = Arc::new(Message {
+            topic: message.topic.detach(),
+            payload: Bytes::copy_from_slice(&message.payload),
+            ..Message::clone(&message)
+        });
         let mut node = &mut self.root;
         for level in message.topic.as_str().split('/') {
             node = node.children.entry(level.into()).or_default();

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pigeon_proto::{
-    ConnAck, Connect, DecodeError, Packet, PingResp, Protocol, PubAck, PubComp, PubRec, PubRel,
-    Publish, QoS, ReasonCode, SubAck, SubscriptionOptions, TopicFilter, UnsubAck, Will,
+    Bytes, ConnAck, Connect, DecodeError, Packet, PingResp, Protocol, PubAck, PubComp, PubRec,
+    PubRel, Publish, QoS, ReasonCode, SubAck, SubscriptionOptions, TopicFilter, UnsubAck, Will,
 };
 
 use super::{Link, Pushed, Session};
@@ -420,7 +420,12 @@ impl Connection {
             0 => None,
             secs => Some(Duration::from_secs(u64::from(secs))),
         };
-        self.will = connect.will.clone();
+        // Kept for the whole connection: detached from the CONNECT's read buffer.
+        self.will = connect.will.as_ref().map(|will| Will {
+            topic: will.topic.detach(),
+            payload: Bytes::copy_from_slice(&will.payload),
+            ..will.clone()
+        });
         // Until the broker answers, only the connect timeout runs.
         self.state = State::Connecting;
         self.events.push_back(Event::Connect(connect));
@@ -519,10 +524,12 @@ impl Connection {
             }
             options.qos = options.qos.min(self.settings.max_qos);
             reasons.push(ReasonCode(options.qos as u8));
-            // A subscription to an existing filter replaces it [MQTT-3.8.4-3].
+            // A subscription to an existing filter replaces it [MQTT-3.8.4-3]. The stored copy
+            // is detached so that the session does not pin the SUBSCRIBE's read buffer.
+            let kept = filter.detach();
             session
                 .subscriptions
-                .insert(filter.as_mqtt_string().clone(), (filter.clone(), options));
+                .insert(kept.as_mqtt_string().clone(), (kept, options));
             granted.push((filter, options));
         }
         // One return code per filter, in order [MQTT-3.8.4-4], [MQTT-3.9.3-1].
