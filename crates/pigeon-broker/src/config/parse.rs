@@ -468,7 +468,15 @@ impl<'s> Parser<'s> {
             "max_queued_messages" => {
                 self.cfg.max_queued_messages = NonZeroU32::new(line.number(0u32, u32::MAX)?);
             }
-            "memory_limit" => self.cfg.memory_limit = NonZeroU64::new(line.number(0u64, u64::MAX)?),
+            "memory_limit" => {
+                self.cfg.memory_limit = NonZeroU64::new(line.number(0u64, u64::MAX)?);
+                // A limit the broker silently does not keep would be worse than none.
+                if self.cfg.memory_limit.is_some() {
+                    return Err(line.error(Kind::NotSupportedYet(
+                        "the broker does not count its heap yet (issue 9); 0 is accepted",
+                    )));
+                }
+            }
             "message_size_limit" => {
                 self.cfg.message_size_limit = NonZeroU32::new(line.number(0u32, MAX_PAYLOAD)?);
                 self.warn(line, "max_packet_size is the recommended replacement");
@@ -930,9 +938,6 @@ mod tests {
                 c.max_queued_messages.map(NonZeroU32::get) == Some(5000)
             }),
             ("memory_limit 0", |c| c.memory_limit.is_none()),
-            ("memory_limit 1048576", |c| {
-                c.memory_limit.map(NonZeroU64::get) == Some(1 << 20)
-            }),
             ("message_size_limit 0", |c| c.message_size_limit.is_none()),
             ("message_size_limit 268435455", |c| {
                 c.message_size_limit.map(NonZeroU32::get) == Some(268_435_455)
@@ -1242,6 +1247,11 @@ mod tests {
             (
                 "auth_opt",
                 "Error: test.conf:1: auth_opt: unknown configuration directive",
+            ),
+            (
+                "memory_limit 1048576",
+                "Error: test.conf:1: memory_limit: not supported yet (the broker does not count \
+                 its heap yet (issue 9); 0 is accepted)",
             ),
             (
                 "cafile /etc/ca.pem",
