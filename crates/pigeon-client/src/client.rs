@@ -37,7 +37,7 @@ use crate::clock;
 use crate::error::Error;
 use crate::options::{Backoff, ConnectOptions};
 use crate::state::{self, ClientState, Connected, DisconnectReason, PublishOutcome, RequestId};
-use crate::transport::{BoxedStream, Transport};
+use crate::transport::{BoxedStream, Connector, transport_error};
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 8 * 1024;
@@ -191,11 +191,14 @@ impl Client {
     /// Outside a Tokio runtime (the task is spawned with [`tokio::spawn`]).
     ///
     /// # Errors
-    /// Invalid options, the transport's failure, [`Error::ConnectTimeout`], or
+    /// Invalid options, [`Error::Tls`] for TLS options that cannot be loaded or a failed TLS
+    /// handshake, [`Error::WebSocket`] for a failed WebSocket handshake, the transport's
+    /// failure ([`Error::Io`]), [`Error::ConnectTimeout`], or
     /// [`Error::Disconnected`] with the refusing CONNACK ([`Error::connack_reason`]) or
     /// whatever ended the connection before CONNACK.
     pub async fn connect(options: ConnectOptions) -> Result<(Client, Events), Error> {
         let config = options.session_config()?;
+        let connector = options.transport_kind().connector()?;
         let protocol = config.protocol;
         let (request_capacity, event_capacity) = options.capacities();
         let (commands_tx, commands) = mpsc::channel(request_capacity);
@@ -205,7 +208,7 @@ impl Client {
         let task = Task {
             host: options.host().to_owned(),
             port: options.port(),
-            transport: options.transport_kind().clone(),
+            connector,
             reconnect: options.reconnect_backoff(),
             packet_events: options.wants_packet_events(),
             state: ClientState::new(config),
@@ -537,7 +540,7 @@ enum Ended {
 struct Task {
     host: String,
     port: u16,
-    transport: Transport,
+    connector: Connector,
     reconnect: Option<Backoff>,
     packet_events: bool,
     state: ClientState,
@@ -565,11 +568,11 @@ impl Task {
     async fn run(mut self) {
         loop {
             let connecting = {
-                let transport = self.transport.clone();
+                let connector = self.connector.clone();
                 let host = self.host.clone();
                 let port = self.port;
                 let timeout = self.state.config().connect_timeout;
-                async move { tokio::time::timeout(timeout, transport.connect(&host, port)).await }
+                async move { tokio::time::timeout(timeout, connector.connect(&host, port)).await }
             };
             let Some(connected) = self.offline(connecting).await else {
                 break;
@@ -582,13 +585,18 @@ impl Task {
                 Ok(Err(e)) => (None, Some(Arc::new(e))),
                 Err(_elapsed) => (None, None),
             };
-            let error_of =
-                |reason: &Option<DisconnectReason>, io: &Option<Arc<io::Error>>| match (reason, io)
-                {
+            let error_of = |reason: &Option<DisconnectReason>, io: &Option<Arc<io::Error>>| {
+                // A TLS or WebSocket failure says more than the connection's loss (a server
+                // refusing the client's certificate does so once the handshake is over).
+                if let Some(error) = io.as_deref().and_then(transport_error) {
+                    return error;
+                }
+                match (reason, io) {
                     (Some(reason), _) => Error::Disconnected(reason.clone()),
                     (None, Some(io)) => Error::Io(Arc::clone(io)),
                     (None, None) => Error::ConnectTimeout,
-                };
+                }
+            };
             if let Some(first) = self.first.take() {
                 let _ = first.send(Err(error_of(&reason, &error)));
                 break;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use pigeon_proto::{StringError, TopicError};
 
 use crate::state::{DisconnectReason, RequestError};
+use crate::tls::TlsError;
 
 /// What can go wrong with the async client.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -28,6 +29,16 @@ pub enum Error {
     /// The options cannot make a valid CONNECT.
     #[error("invalid connect options: {0}")]
     InvalidOptions(&'static str),
+    /// A server URL could not be parsed ([`ConnectOptions::from_url`](crate::ConnectOptions::from_url)).
+    #[error("invalid URL: {0}")]
+    InvalidUrl(String),
+    /// TLS failed: the options could not be loaded (a missing CA file, say), or the handshake
+    /// failed (`certificate verify failed: ...`).
+    #[error("{0}")]
+    Tls(TlsError),
+    /// The WebSocket handshake failed (the server answered 404, refused the subprotocol...).
+    #[error("WebSocket handshake failed: {0}")]
+    WebSocket(String),
     /// The transport failed (resolving, connecting, reading or writing).
     #[error("I/O error: {0}")]
     Io(Arc<io::Error>),

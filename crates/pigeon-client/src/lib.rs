@@ -14,6 +14,12 @@
 //!   or PUBCOMP, [`Client::subscribe`] on SUBACK. Automatic reconnection with exponential
 //!   backoff is opt-in ([`ConnectOptions::reconnect`]).
 //!
+//! Transports ([`Transport`]): TCP, TLS ([`TlsOptions`]: rustls with the `ring` provider; CA
+//! file or directory or the system's trust store, client certificates, `insecure`, version
+//! bounds, ALPN), WebSocket and secure WebSocket ([`WebSocketOptions`]: subprotocol `mqtt`,
+//! path `/mqtt` by default). [`ConnectOptions::from_url`] reads `mqtt://`, `mqtts://`, `ws://`
+//! and `wss://` URLs.
+//!
 //! [`clock`] is the only module that reads the time.
 //!
 //! ```no_run
@@ -52,13 +58,19 @@ pub mod clock;
 mod error;
 mod options;
 pub mod state;
+mod tls;
 mod transport;
+mod url;
+mod websocket;
 
 pub use crate::client::{Client, Disconnected, Event, Events, Receipt};
 pub use crate::error::Error;
 pub use crate::options::{Backoff, ConnectOptions};
 pub use crate::state::{DisconnectReason, PublishOutcome, RequestError};
+pub use crate::tls::{TlsError, TlsOptions, TlsVersion};
 pub use crate::transport::Transport;
+pub use crate::url::{Scheme, ServerUrl};
+pub use crate::websocket::WebSocketOptions;
 /// The codec this client speaks: packets, properties, topics.
 pub use pigeon_proto as proto;
 pub use pigeon_proto::{

@@ -9,7 +9,10 @@ use pigeon_proto::{MqttString, Protocol, QoS, TopicName, Will};
 
 use crate::error::Error;
 use crate::state::SessionConfig;
+use crate::tls::TlsOptions;
 use crate::transport::Transport;
+use crate::url::ServerUrl;
+use crate::websocket::WebSocketOptions;
 
 /// Automatic reconnection: the delay before attempt `n` (counted from 0 since the last
 /// successful CONNACK) is `initial * 2^n`, at most `max`.
@@ -122,11 +125,67 @@ impl ConnectOptions {
         self.port
     }
 
-    /// The transport (TCP by default).
+    /// Options for the server at `url`: `mqtt://` (or `tcp://`), `mqtts://` (or `ssl://`),
+    /// `ws://` or `wss://`, then `[user[:password]@]host[:port][/path]`. The transport comes
+    /// from the scheme (with default TLS options: the system's trust store), the WebSocket
+    /// path from the path (`/mqtt` when there is none; the path of `mqtt://` and `mqtts://`
+    /// URLs is ignored), the credentials from the user information. See [`ServerUrl`] to read
+    /// the parts.
+    ///
+    /// ```
+    /// use pigeon_client::{ConnectOptions, TlsOptions, Transport};
+    ///
+    /// let options = ConnectOptions::from_url("wss://user:pass@broker.example:8081/mqtt")
+    ///     .unwrap()
+    ///     .tls(TlsOptions::new().ca_file("ca.crt"))
+    ///     .client_id("dashboard");
+    /// assert_eq!((options.host(), options.port()), ("broker.example", 8081));
+    /// assert!(matches!(options.transport_kind(), Transport::SecureWebSocket(..)));
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`].
+    pub fn from_url(url: &str) -> Result<Self, Error> {
+        Ok(ServerUrl::parse(url)?.connect_options())
+    }
+
+    /// The transport (TCP by default). [`tls`](Self::tls) and [`websocket`](Self::websocket)
+    /// change one part of it.
     #[must_use]
     pub fn transport(mut self, transport: Transport) -> Self {
         self.transport = transport;
         self
+    }
+
+    /// Uses TLS with these options: TCP becomes TLS, a WebSocket a secure WebSocket, and a
+    /// transport with TLS already gets these options instead.
+    #[must_use]
+    pub fn tls(mut self, tls: TlsOptions) -> Self {
+        self.transport = match self.transport {
+            Transport::WebSocket(ws) | Transport::SecureWebSocket(_, ws) => {
+                Transport::SecureWebSocket(tls, ws)
+            }
+            Transport::Tcp | Transport::Tls(_) => Transport::Tls(tls),
+        };
+        self
+    }
+
+    /// Uses a WebSocket with these options: TCP becomes a WebSocket, TLS a secure WebSocket,
+    /// and a WebSocket gets these options instead.
+    #[must_use]
+    pub fn websocket(mut self, websocket: WebSocketOptions) -> Self {
+        self.transport = match self.transport {
+            Transport::Tls(tls) | Transport::SecureWebSocket(tls, _) => {
+                Transport::SecureWebSocket(tls, websocket)
+            }
+            Transport::Tcp | Transport::WebSocket(_) => Transport::WebSocket(websocket),
+        };
+        self
+    }
+
+    /// The transport.
+    pub fn transport_kind(&self) -> &Transport {
+        &self.transport
     }
 
     /// The protocol version (3.1.1 by default).
@@ -321,10 +380,6 @@ impl ConnectOptions {
         self
     }
 
-    pub(crate) fn transport_kind(&self) -> &Transport {
-        &self.transport
-    }
-
     pub(crate) fn capacities(&self) -> (usize, usize) {
         (self.request_capacity, self.event_capacity)
     }
@@ -401,6 +456,26 @@ mod tests {
             .protocol(Protocol::V5)
             .password("p");
         assert!(ok.session_config().is_ok());
+    }
+
+    #[test]
+    fn tls_and_websocket_combine() {
+        let tls = TlsOptions::new().insecure(true);
+        let ws = WebSocketOptions::new().path("/ws");
+        let options = ConnectOptions::new("h", 1).tls(tls.clone());
+        assert_eq!(options.transport_kind(), &Transport::Tls(tls.clone()));
+        let options = options.websocket(ws.clone());
+        assert_eq!(
+            options.transport_kind(),
+            &Transport::SecureWebSocket(tls.clone(), ws.clone())
+        );
+        let options = ConnectOptions::new("h", 1)
+            .websocket(ws.clone())
+            .tls(tls.clone());
+        assert_eq!(
+            options.transport_kind(),
+            &Transport::SecureWebSocket(tls, ws)
+        );
     }
 
     #[test]
