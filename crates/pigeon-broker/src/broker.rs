@@ -83,6 +83,10 @@ pub struct Counters {
     pub clients_maximum: AtomicU64,
     /// Disconnected persistent sessions removed by `persistent_client_expiration`.
     pub clients_expired: AtomicU64,
+    /// CONNECT packets refused for their credentials (bad or unknown username or password,
+    /// or anonymous where that is not allowed). Pigeon's own: Mosquitto 2.0 has no `$SYS`
+    /// topic for it, so none is published.
+    pub auth_failures: AtomicU64,
 }
 
 impl Counters {
@@ -458,10 +462,18 @@ impl Broker {
                 Some(Client::Online { mailbox, .. }) => {
                     mailbox.try_send(Mail::Deliver(delivery)).is_ok()
                 }
-                Some(Client::Offline(session, _)) => !matches!(
-                    session.outbound.push(delivery, Link::Offline),
-                    Pushed::Dropped
-                ),
+                Some(Client::Offline(session, _)) => {
+                    // Checked against the client's ACL as it would be online.
+                    if let Some(access) = &session.access
+                        && !access.may_read(message.topic.as_str())
+                    {
+                        continue;
+                    }
+                    !matches!(
+                        session.outbound.push(delivery, Link::Offline),
+                        Pushed::Dropped
+                    )
+                }
                 None => continue,
             };
             if accepted {

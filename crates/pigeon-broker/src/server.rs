@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use pigeon_proto::Decoder;
 
+use crate::auth::acl::Acl;
+use crate::auth::passwd::Credentials;
 use crate::broker::{Broker, RoutingSettings};
 use crate::clock;
 use crate::log::{Log, LogSettings, strerror};
@@ -88,6 +90,11 @@ pub struct ListenerSettings {
     pub allow_zero_length_clientid: bool,
     /// `auto_id_prefix`.
     pub auto_id_prefix: String,
+    /// The users of `password_file`, read at start and on each reload; `None` without one.
+    pub credentials: Option<Arc<Credentials>>,
+    /// The rules of `acl_file`, read at start and on each reload; `None` without one (every
+    /// topic allowed).
+    pub acl: Option<Arc<Acl>>,
     /// `bind_interface`: the network interface the socket is bound to (`SO_BINDTODEVICE`).
     pub bind_interface: Option<String>,
     /// Whether a failure to bind is tolerated (the implicit `::1` listener on a machine
@@ -106,6 +113,8 @@ impl ListenerSettings {
             allow_anonymous: true,
             allow_zero_length_clientid: true,
             auto_id_prefix: "auto-".to_string(),
+            credentials: None,
+            acl: None,
             bind_interface: None,
             optional: addr.is_ipv6(),
         }

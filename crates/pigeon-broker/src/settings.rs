@@ -1,9 +1,15 @@
 //! From a parsed [`Config`] to the [`ServerSettings`] the server runs with.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use pigeon_proto::Decoder;
 
+use crate::auth::acl::Acl;
+use crate::auth::passwd::Credentials;
+use crate::auth::{Notes, load_acl_file, load_password_file};
 use crate::broker::RoutingSettings;
 use crate::config::{Bind, Config, SocketDomain};
 use crate::log::LogSettings;
@@ -17,29 +23,59 @@ pub struct SettingsError(String);
 
 impl ServerSettings {
     /// Resolves `config` into settings: listener addresses (host names looked up now),
-    /// per-listener security as `per_listener_settings` says, limits.
+    /// per-listener security as `per_listener_settings` says, limits. The password and ACL
+    /// files are read now; what Mosquitto would log about them is dropped (see
+    /// [`from_config_with_notes`](Self::from_config_with_notes)).
     ///
     /// # Errors
-    /// A listener address that does not resolve, or a setting whose enforcement is not built
-    /// yet and whose silent absence would be unsafe (password and ACL files).
+    /// A listener address that does not resolve, a password or ACL file that cannot be read
+    /// or parsed, or a setting whose enforcement is not built yet and whose silent absence
+    /// would be unsafe.
     pub fn from_config(config: &Config) -> Result<ServerSettings, SettingsError> {
+        ServerSettings::from_config_with_notes(config).map(|(settings, _)| settings)
+    }
+
+    /// [`from_config`](Self::from_config), with the lines to log about the password and ACL
+    /// files (entries left out, patterns without substitution), each with its type.
+    ///
+    /// # Errors
+    /// As [`from_config`](Self::from_config).
+    pub fn from_config_with_notes(
+        config: &Config,
+    ) -> Result<(ServerSettings, Notes), SettingsError> {
         let mut listeners = Vec::new();
+        let mut notes = Notes::new();
+        // Each file is read once, however many listeners use it.
+        let mut passwords: HashMap<PathBuf, Arc<Credentials>> = HashMap::new();
+        let mut acls: HashMap<PathBuf, Arc<Acl>> = HashMap::new();
         for (index, listener) in config.listeners.iter().enumerate() {
             let security = config.security_for(index).unwrap_or(&config.security);
-            if security.password_file.is_some() {
-                return Err(SettingsError(format!(
-                    "Error: {}not supported yet (passwords arrive with issue 6); refusing to \
-                     start rather than let every client in",
-                    config.context("password_file")
-                )));
-            }
-            if security.acl_file.is_some() {
-                return Err(SettingsError(format!(
-                    "Error: {}not supported yet (ACLs arrive with issue 6); refusing to start \
-                     rather than ignore access rules",
-                    config.context("acl_file")
-                )));
-            }
+            let credentials = match &security.password_file {
+                None => None,
+                Some(path) => Some(match passwords.get(path) {
+                    Some(loaded) => Arc::clone(loaded),
+                    None => {
+                        let (loaded, more) = load_password_file(path).map_err(SettingsError)?;
+                        notes.extend(more);
+                        let loaded = Arc::new(loaded);
+                        passwords.insert(path.clone(), Arc::clone(&loaded));
+                        loaded
+                    }
+                }),
+            };
+            let acl = match &security.acl_file {
+                None => None,
+                Some(path) => Some(match acls.get(path) {
+                    Some(loaded) => Arc::clone(loaded),
+                    None => {
+                        let (loaded, more) = load_acl_file(path).map_err(SettingsError)?;
+                        notes.extend(more);
+                        let loaded = Arc::new(loaded);
+                        acls.insert(path.clone(), Arc::clone(&loaded));
+                        loaded
+                    }
+                }),
+            };
             if listener.mount_point.is_some() {
                 return Err(SettingsError(format!(
                     "Error: {}not supported yet (not scheduled in an issue yet)",
@@ -57,6 +93,7 @@ impl ServerSettings {
                 retain_available: config.retain_available,
                 message_size_limit: config.message_size_limit.map_or(0, |n| n.get() as usize),
                 connect_timeout: config.connect_timeout,
+                acl_subscribe_check: security.acl_subscribe_check,
             };
             for (addr, optional) in
                 addresses(&listener.bind, listener.port, listener.socket_domain)?
@@ -69,6 +106,8 @@ impl ServerSettings {
                     allow_anonymous: security.allow_anonymous,
                     allow_zero_length_clientid: security.allow_zero_length_clientid,
                     auto_id_prefix: security.auto_id_prefix.clone(),
+                    credentials: credentials.clone(),
+                    acl: acl.clone(),
                     bind_interface: listener.bind_interface.clone(),
                     optional,
                 });
@@ -85,7 +124,7 @@ impl ServerSettings {
                 .map_or(0, |n| usize::try_from(n.get()).unwrap_or(usize::MAX)),
             queue_qos0_messages: config.queue_qos0_messages,
         };
-        Ok(ServerSettings {
+        let settings = ServerSettings {
             listeners,
             routing: RoutingSettings {
                 upgrade_outgoing_qos: config.upgrade_outgoing_qos,
@@ -110,7 +149,8 @@ impl ServerSettings {
             },
             sys_interval: config.sys_interval,
             persistent_client_expiration: config.persistent_client_expiration,
-        })
+        };
+        Ok((settings, notes))
     }
 }
 
@@ -257,18 +297,40 @@ mod tests {
     }
 
     #[test]
-    fn unenforced_security_refuses_to_start() {
-        // The error names file, line and directive, like a parse error.
-        let e = settings("listener 1883\npassword_file /etc/pigeon/passwd\n").unwrap_err();
+    fn password_and_acl_files_are_read_once_and_shared() {
+        let dir = std::env::temp_dir().join(format!("pigeon-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pw = dir.join("pw");
+        let acl = dir.join("acl");
+        std::fs::write(&pw, "bob:plain\n").unwrap();
+        std::fs::write(&acl, "topic read x\npattern read y\n").unwrap();
+        let text = format!(
+            "password_file {}\nacl_file {}\nacl_subscribe_check true\nlistener 1 127.0.0.1\n\
+             listener 2 127.0.0.1\n",
+            pw.display(),
+            acl.display()
+        );
+        let config = Config::parse(&text, Path::new("test.conf")).unwrap();
+        let (s, notes) = ServerSettings::from_config_with_notes(&config).unwrap();
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        let (a, b) = (&s.listeners[0], &s.listeners[1]);
+        assert!(Arc::ptr_eq(
+            a.credentials.as_ref().unwrap(),
+            b.credentials.as_ref().unwrap()
+        ));
+        assert!(Arc::ptr_eq(
+            a.acl.as_ref().unwrap(),
+            b.acl.as_ref().unwrap()
+        ));
+        assert!(a.connection.acl_subscribe_check);
+        let e = settings(&format!("acl_file {}\n", dir.join("none").display())).unwrap_err();
         assert!(
-            e.to_string()
-                .starts_with("Error: test.conf:2: password_file: not supported yet"),
+            e.to_string().starts_with("Error: Unable to open acl_file"),
             "{e}"
         );
-        let e = settings("acl_file /etc/pigeon/acl\n").unwrap_err();
+        let e = settings(&format!("password_file {}\n", dir.join("none").display())).unwrap_err();
         assert!(
-            e.to_string()
-                .starts_with("Error: test.conf:1: acl_file: not supported yet"),
+            e.to_string().starts_with("Error: Unable to open pwfile"),
             "{e}"
         );
     }

@@ -658,7 +658,7 @@ impl fmt::Display for PasswordFile {
 
 /// Usernames and their password hashes, read from a password file
 /// ([`PasswordFile::credentials`]).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
     users: HashMap<String, PasswordHash>,
 }

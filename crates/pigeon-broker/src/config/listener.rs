@@ -107,7 +107,7 @@ pub enum ListenerProtocol {
 
 /// The authentication and access settings Mosquitto's `per_listener_settings` switches
 /// between global and per listener: `allow_anonymous`, `allow_zero_length_clientid`,
-/// `auto_id_prefix`, `password_file`, `acl_file`.
+/// `auto_id_prefix`, `password_file`, `acl_file`, and Pigeon's `acl_subscribe_check`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Security {
@@ -121,11 +121,13 @@ pub struct Security {
     /// `auto_id_prefix`: the start of the client ids the broker makes up. Default: `auto-`.
     pub auto_id_prefix: String,
     /// `password_file`: the users and password hashes allowed to connect. Default: none.
-    /// (Stored now; enforced from issue 6.)
     pub password_file: Option<PathBuf>,
-    /// `acl_file`: the topic access control list. Default: none. (Stored now; enforced from
-    /// issue 6.)
+    /// `acl_file`: the topic access control list. Default: none (every topic allowed).
     pub acl_file: Option<PathBuf>,
+    /// `acl_subscribe_check` (Pigeon only): refuse a SUBSCRIBE whose filter the ACL leaves no
+    /// readable topic under, rather than grant it and deliver nothing as Mosquitto does.
+    /// Default: `false`.
+    pub acl_subscribe_check: bool,
 }
 
 impl Default for Security {
@@ -137,6 +139,7 @@ impl Default for Security {
             auto_id_prefix: "auto-".to_owned(),
             password_file: None,
             acl_file: None,
+            acl_subscribe_check: false,
         }
     }
 }

@@ -401,7 +401,7 @@ impl<'s> Parser<'s> {
                     return Err(line.error(Kind::Misplaced(
                         "must come before every security setting (allow_anonymous, \
                          allow_zero_length_clientid, auto_id_prefix, password_file, acl_file, \
-                         check_retain_source)",
+                         acl_subscribe_check, check_retain_source)",
                     )));
                 }
                 self.cfg.per_listener_settings = value;
@@ -433,6 +433,11 @@ impl<'s> Parser<'s> {
                 let scope = self.security_scope(*cur);
                 self.once(scope, "acl_file", line)?;
                 self.security(scope).0.acl_file = Some(PathBuf::from(path));
+            }
+            "acl_subscribe_check" => {
+                let value = line.bool()?;
+                let scope = self.security_scope(*cur);
+                self.security(scope).0.acl_subscribe_check = value;
             }
             "check_retain_source" => {
                 // Global, but Mosquitto counts it as a security setting for the
@@ -1985,7 +1990,7 @@ acl_file /etc/acl2
     fn per_listener_settings_must_come_first() {
         let message = "per_listener_settings: must come before every security setting \
                        (allow_anonymous, allow_zero_length_clientid, auto_id_prefix, \
-                       password_file, acl_file, check_retain_source)";
+                       password_file, acl_file, acl_subscribe_check, check_retain_source)";
         for (text, line) in [
             ("allow_anonymous true\nper_listener_settings true", 2),
             (

@@ -18,11 +18,13 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::sleep_until;
 
+use crate::auth::ClientAccess;
+use crate::auth::acl::Verdict;
 use crate::broker::{Claim, Mail};
 use crate::clock;
 use crate::config::LogTypes;
 use crate::message::Message;
-use crate::server::{ListenerShared, ServerSettings, Shared, mailbox_capacity};
+use crate::server::{ListenerSettings, ListenerShared, ServerSettings, Shared, mailbox_capacity};
 use crate::session::{CloseReason, Connection, Event, Session, Violation};
 
 /// Stop reading from a client while this much output waits to be written to it.
@@ -34,8 +36,8 @@ const READ_CHUNK: usize = 4096;
 struct Identity {
     client_id: MqttString,
     generation: u64,
-    /// Connected without a user name.
-    anonymous: bool,
+    /// The user name it connected with; `None` for an anonymous client.
+    username: Option<String>,
 }
 
 /// Serves one accepted TCP connection until it ends, with the settings in force when it was
@@ -262,20 +264,33 @@ impl Driver {
         Box::pin(self.finish(peer_closed, rx)).await;
     }
 
-    /// Takes the settings a reload put in force. The packet size limit and the listener's
-    /// protocol settings (`message_size_limit`, `retain_available`) apply to this connection
-    /// from its next packet; and, as Mosquitto does on reload, an anonymous client is
-    /// disconnected when its listener no longer allows anonymous clients. The rest matters at
-    /// CONNECT only, or to new connections.
+    /// Takes the settings a reload put in force. The packet size limit, the listener's
+    /// protocol settings (`message_size_limit`, `retain_available`, `acl_subscribe_check`)
+    /// and its ACL apply to this connection from its next packet or message; and, as
+    /// Mosquitto does on reload, an anonymous client is disconnected when its listener no
+    /// longer allows anonymous clients. The rest matters at CONNECT only, or to new
+    /// connections.
     fn reconfigure(&mut self) {
         self.settings = Arc::clone(&self.settings_rx.borrow_and_update());
         self.decoder
             .set_max_packet_size(self.settings.max_packet_size);
         let listener = &self.settings.listeners[self.listener.index];
         self.conn.set_settings(listener.connection.clone());
-        if !listener.allow_anonymous && self.identity.as_ref().is_some_and(|i| i.anonymous) {
+        let Some(identity) = &self.identity else {
+            return;
+        };
+        if !listener.allow_anonymous && identity.username.is_none() {
             self.conn.revoke();
+            return;
         }
+        // The ACL read again: the client's next messages, both ways, are checked against it.
+        // (Its password is not checked again: as in Mosquitto, a new password file affects
+        // only the clients that connect after it.)
+        self.conn.set_access(ClientAccess::new(
+            listener.acl.clone(),
+            identity.username.clone(),
+            identity.client_id.to_string(),
+        ));
     }
 
     /// Decodes and handles every complete packet in the read buffer.
@@ -485,7 +500,19 @@ impl Driver {
             self.refuse(ReasonCode::NOT_AUTHORIZED);
             return;
         }
-        if !listener.allow_anonymous && connect.username.is_none() {
+        // Mosquitto 2.0 without plugins knows no authentication method.
+        if connect.protocol.is_v5() && connect.properties.authentication_method.is_some() {
+            self.refuse(ReasonCode::BAD_AUTHENTICATION_METHOD);
+            return;
+        }
+        if !authorised(listener, &connect) {
+            // Mosquitto 2.0.11 answers Not authorized (5) to every credential failure: wrong
+            // password, unknown user, missing password, anonymous client.
+            shared
+                .broker
+                .counters
+                .auth_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.refuse(ReasonCode::NOT_AUTHORIZED);
             return;
         }
@@ -511,10 +538,16 @@ impl Driver {
             }
         };
         session.clean = clean;
+        let username = connect.username.as_ref().map(ToString::to_string);
+        session.access = Some(ClientAccess::new(
+            listener.acl.clone(),
+            username.clone(),
+            client_id.to_string(),
+        ));
         self.identity = Some(Identity {
             client_id: client_id.clone(),
             generation,
-            anonymous: connect.username.is_none(),
+            username,
         });
         let user = connect
             .username
@@ -606,7 +639,23 @@ impl Driver {
                     let what = if too_large(p) {
                         "Dropped too large PUBLISH from"
                     } else {
-                        "Received PUBLISH from"
+                        match self.conn.publish_verdict(p.topic.as_str()) {
+                            Verdict::Allowed => "Received PUBLISH from",
+                            Verdict::Denied => "Denied PUBLISH from",
+                            Verdict::DangerousUsername => {
+                                log.notice(format_args!(
+                                    "ACL denying access to client with dangerous username \"{}\"",
+                                    identity.username.as_deref().unwrap_or_default()
+                                ));
+                                "Denied PUBLISH from"
+                            }
+                            Verdict::DangerousClientId => {
+                                log.notice(format_args!(
+                                    "ACL denying access to client with dangerous client id \"{name}\""
+                                ));
+                                "Denied PUBLISH from"
+                            }
+                        }
                     };
                     log.debug(format_args!(
                         "{what} {name} (d{}, q{}, r{}, m{}, '{}', ... ({} bytes))",
@@ -744,6 +793,10 @@ impl Driver {
             CloseReason::Refused(
                 ReasonCode::NOT_AUTHORIZED | ReasonCode::BAD_USER_NAME_OR_PASSWORD,
             ) => line(", not authorised."),
+            // Mosquitto 2.0.11's words for this refusal, odd as they are.
+            CloseReason::Refused(ReasonCode::BAD_AUTHENTICATION_METHOD) => {
+                line(" due to QoS too high or retain not supported.")
+            }
             CloseReason::Refused(_) => line(" due to protocol error."),
             // Mosquitto words a disconnection by reload as an ordinary one.
             CloseReason::Revoked => line("."),
@@ -771,7 +824,11 @@ impl Driver {
             reason
         };
         let publish_will = reason.is_none_or(CloseReason::publishes_will);
-        let will = self.conn.take_will();
+        // A will goes where its client may publish, no further.
+        let will = self
+            .conn
+            .take_will()
+            .filter(|w| self.conn.publish_verdict(w.topic.as_str()).is_allowed());
         let mut session = self.conn.take_session();
         let Some(identity) = self.identity.take() else {
             return;
@@ -818,6 +875,20 @@ impl Driver {
             properties: Default::default(),
         });
         self.shared.broker.publish(&message);
+    }
+}
+
+/// Whether the CONNECT's credentials let it in on `listener`, as Mosquitto 2.0 decides: with
+/// a password file, a client with a username must give that user's password (an unknown user
+/// is refused even where anonymous clients are allowed); a client without a username, or any
+/// client when there is no password file, needs `allow_anonymous`.
+fn authorised(listener: &ListenerSettings, connect: &pigeon_proto::Connect) -> bool {
+    match (&listener.credentials, &connect.username) {
+        (Some(credentials), Some(username)) => connect
+            .password
+            .as_ref()
+            .is_some_and(|password| credentials.verify(username.as_str(), password)),
+        _ => listener.allow_anonymous,
     }
 }
 

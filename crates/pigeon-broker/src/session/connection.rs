@@ -17,6 +17,8 @@ use pigeon_proto::{
 };
 
 use super::{Link, Pushed, Session};
+use crate::auth::ClientAccess;
+use crate::auth::acl::{self, Verdict};
 use crate::message::{Delivery, Message};
 
 /// Broker settings the state machine applies (Mosquitto's directives of the same names).
@@ -32,6 +34,9 @@ pub struct ConnectionSettings {
     /// How long a new connection may take to send CONNECT before it is closed (a guard
     /// against connections that never speak; Mosquitto 2.0.11 drops them after about 95 s).
     pub connect_timeout: Duration,
+    /// `acl_subscribe_check` (Pigeon only): refuse a subscription under which the client's
+    /// ACL leaves no readable topic (default false: granted, as Mosquitto does).
+    pub acl_subscribe_check: bool,
 }
 
 impl Default for ConnectionSettings {
@@ -41,6 +46,7 @@ impl Default for ConnectionSettings {
             retain_available: true,
             message_size_limit: 0,
             connect_timeout: Duration::from_secs(60),
+            acl_subscribe_check: false,
         }
     }
 }
@@ -364,6 +370,13 @@ impl Connection {
         let Some(session) = &mut self.session else {
             return true;
         };
+        // A message the client may not read is left out, silently (Mosquitto checks each
+        // message as it is delivered, whatever the subscription).
+        if let Some(access) = &session.access
+            && !access.may_read(delivery.message.topic.as_str())
+        {
+            return false;
+        }
         let link = if self.state == State::Active {
             Link::Online { backlog }
         } else {
@@ -450,8 +463,19 @@ impl Connection {
         let qos = publish.qos;
         let too_large = self.settings.message_size_limit != 0
             && publish.payload.len() > self.settings.message_size_limit;
+        // Clients may not publish under $SYS nor $share, and an ACL may refuse the topic: as
+        // in Mosquitto, acknowledged (with Not authorized in 5.0) and dropped.
+        let denied = !too_large && !self.publish_verdict(publish.topic.as_str()).is_allowed();
         let message = Message::from_publish(publish);
         let route = match (qos, packet_id) {
+            (QoS::ExactlyOnce, Some(id)) if denied => {
+                // Not remembered: the exchange ends here in 5.0, and a PUBREL for an unknown
+                // identifier is answered anyway in 3.1.1.
+                let mut rec = PubRec::new(id);
+                rec.reason = ReasonCode::NOT_AUTHORIZED;
+                self.transmit.push(Packet::PubRec(rec));
+                false
+            }
             (QoS::ExactlyOnce, Some(id)) => {
                 // Route only the first arrival under this identifier [MQTT-4.3.3-9].
                 let new = self
@@ -462,20 +486,37 @@ impl Connection {
                 new
             }
             (QoS::AtLeastOnce, Some(id)) => {
-                self.transmit.push(Packet::PubAck(PubAck::new(id)));
+                let mut ack = PubAck::new(id);
+                if denied {
+                    ack.reason = ReasonCode::NOT_AUTHORIZED;
+                }
+                self.transmit.push(Packet::PubAck(ack));
                 true
             }
             _ => true,
         };
-        // Clients may not publish under $SYS (the broker's own topics) nor $share, as in
-        // Mosquitto: acknowledged as usual, then dropped.
-        let reserved = ["$SYS", "$share"]
-            .iter()
-            .any(|prefix| message.topic.as_str().starts_with(prefix));
         if too_large {
             self.events.push_back(Event::Dropped(message));
-        } else if route && !reserved {
+        } else if route && !denied {
             self.events.push_back(Event::Publish(message));
+        }
+    }
+
+    /// Whether this client may publish to `topic`: never under `$SYS` or `$share`, and
+    /// otherwise as its ACL says (everything without one).
+    pub fn publish_verdict(&self, topic: &str) -> Verdict {
+        match self.session.as_ref().and_then(|s| s.access.as_ref()) {
+            Some(access) => access.check_write(topic),
+            None if acl::reserved_for_writing(topic) => Verdict::Denied,
+            None => Verdict::Allowed,
+        }
+    }
+
+    /// Sets what the client may read and write (when a reload brings a new ACL). Messages
+    /// already queued or in flight stay; those that follow are checked against it.
+    pub fn set_access(&mut self, access: ClientAccess) {
+        if let Some(session) = &mut self.session {
+            session.access = Some(access);
         }
     }
 
@@ -520,6 +561,14 @@ impl Connection {
             // Shared subscriptions arrive with the MQTT 5.0 work (issue 4).
             if filter.is_shared() {
                 reasons.push(ReasonCode::UNSPECIFIED_ERROR);
+                continue;
+            }
+            if self.settings.acl_subscribe_check
+                && let Some(access) = &session.access
+                && !access.may_read_under(filter.filter())
+            {
+                // 0x80 in 3.1.1.
+                reasons.push(ReasonCode::NOT_AUTHORIZED);
                 continue;
             }
             options.qos = options.qos.min(self.settings.max_qos);

@@ -15,6 +15,7 @@ mod outbound;
 
 use std::collections::HashMap;
 
+use crate::auth::ClientAccess;
 use pigeon_proto::{MqttString, Protocol, SubscriptionOptions, TopicFilter};
 
 pub use self::connection::{CloseReason, Connection, ConnectionSettings, Event, Violation};
@@ -36,6 +37,10 @@ pub struct Session {
     pub outbound: Outbound,
     /// QoS 2 messages from the client waiting for PUBREL.
     pub inbound: Inbound,
+    /// What the client may read and write (its ACL, username and identifier), set when it
+    /// connects and on each reload; `None` until then (everything allowed). Messages are
+    /// checked against it when they are delivered or queued.
+    pub access: Option<ClientAccess>,
 }
 
 impl Session {
@@ -53,6 +58,7 @@ impl Session {
             subscriptions: HashMap::new(),
             outbound: Outbound::new(limits),
             inbound: Inbound::new(),
+            access: None,
         }
     }
 }

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use pigeon_broker::auth::Notes;
 use pigeon_broker::config::{Config, LogTypes};
-use pigeon_broker::log::Log;
+use pigeon_broker::log::{Log, strerror};
 use pigeon_broker::server::{Server, ServerSettings, Shared};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -67,19 +68,20 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// The settings `config` gives, with what the command line overrides.
-fn settings_for(config: &Config, args: &Args) -> anyhow::Result<ServerSettings> {
-    let mut settings = ServerSettings::from_config(config)?;
+/// The settings `config` gives, with what the command line overrides, and the lines to log
+/// about the password and ACL files it reads.
+fn settings_for(config: &Config, args: &Args) -> anyhow::Result<(ServerSettings, Notes)> {
+    let (mut settings, notes) = ServerSettings::from_config_with_notes(config)?;
     if args.verbose {
         // As Mosquitto's -v: every type, whatever log_type says; destinations unchanged.
         settings.log.types = LogTypes::ALL;
     }
-    Ok(settings)
+    Ok((settings, notes))
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
     let config = load_config(&args)?;
-    let settings = settings_for(&config, &args)?;
+    let (settings, notes) = settings_for(&config, &args)?;
     for warning in &config.warnings {
         eprintln!("{warning}");
     }
@@ -99,10 +101,15 @@ fn run(args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(settings, &config, &args))
+    runtime.block_on(serve(settings, notes, &config, &args))
 }
 
-async fn serve(settings: ServerSettings, config: &Config, args: &Args) -> anyhow::Result<()> {
+async fn serve(
+    settings: ServerSettings,
+    notes: Notes,
+    config: &Config,
+    args: &Args,
+) -> anyhow::Result<()> {
     // Before the listeners open: a SIGHUP from then on reloads rather than ends the process.
     let hangup = signal(SignalKind::hangup());
     let log = Arc::new(Log::open(settings.log.clone()));
@@ -111,6 +118,9 @@ async fn serve(settings: ServerSettings, config: &Config, args: &Args) -> anyhow
     match config.files.first() {
         Some(path) => log.info(format_args!("Config loaded from {}.", path.display())),
         None => log.info("Using default config."),
+    }
+    for (kind, line) in notes {
+        log.log(kind, line);
     }
     if config.is_local_only() {
         log.warning(
@@ -129,6 +139,11 @@ async fn serve(settings: ServerSettings, config: &Config, args: &Args) -> anyhow
     let log_file = settings.log.dest.file.clone();
     let server = Server::start_with_log(settings, Arc::clone(&log)).await?;
     drop_privileges(&config.user, log_file.as_deref())?;
+    // Read at start with the privileges the broker started with, the password and ACL files
+    // are read again by each reload with those it runs with: as in Mosquitto, which reads
+    // them after giving up root, they must be readable by `user`. Checked now rather than
+    // at the first SIGHUP.
+    security_files_readable(config).map_err(anyhow::Error::msg)?;
     log.info(format_args!("pigeon version {version} running"));
     let shared = Arc::clone(server.shared());
     server
@@ -168,13 +183,16 @@ fn reload(shared: &Shared, started: &Config, args: &Args) {
         return;
     }
     let loaded = load_config(args).and_then(|config| {
-        let settings = settings_for(&config, args)?;
-        Ok((config, settings))
+        let (settings, notes) = settings_for(&config, args)?;
+        Ok((config, settings, notes))
     });
     match loaded {
-        Ok((config, settings)) => {
+        Ok((config, settings, notes)) => {
             for warning in &config.warnings {
                 log.warning(warning);
+            }
+            for (kind, line) in notes {
+                log.log(kind, line);
             }
             for line in restart_only_changes(started, &config) {
                 log.notice(line);
@@ -215,6 +233,31 @@ fn restart_only_changes(started: &Config, new: &Config) -> Vec<String> {
         ));
     }
     lines
+}
+
+/// Checks that every `password_file` and `acl_file` of `config` can be opened (after the
+/// privileges are dropped), with the error Mosquitto gives when one cannot.
+fn security_files_readable(config: &Config) -> Result<(), String> {
+    let securities =
+        std::iter::once(&config.security).chain(config.listeners.iter().map(|l| &l.security));
+    for security in securities {
+        let files = [
+            (&security.password_file, "pwfile"),
+            (&security.acl_file, "acl_file"),
+        ];
+        for (path, what) in files {
+            if let Some(path) = path
+                && let Err(e) = std::fs::File::open(path)
+            {
+                return Err(format!(
+                    "Error: Unable to open {what} \"{}\": {}.",
+                    path.display(),
+                    strerror(&e)
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// SIGINT or SIGTERM.
