@@ -4,3 +4,5 @@
 //! Empty for now: the binaries arrive with issues 3 (broker), 5 (client tools) and 9 (bench).
 
 #![forbid(unsafe_code)]
+
+pub mod tools;
