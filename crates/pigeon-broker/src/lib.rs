@@ -7,6 +7,7 @@
 //! - [`message`]: messages as routed and delivered.
 //! - [`config`]: the configuration: Mosquitto's `mosquitto.conf` read into a typed `Config`.
 //! - [`sys`]: the `$SYS/broker/...` statistics topics, as Mosquitto publishes them.
+//! - [`tls`]: TLS listeners with rustls, and client certificate names.
 //!
 //! Still to come: the session state machine around them, the network drivers and the
 //! `pigeon` binary.
@@ -26,3 +27,4 @@ pub mod server;
 pub mod session;
 pub mod settings;
 pub mod sys;
+pub mod tls;

@@ -19,6 +19,7 @@ use crate::net::bind;
 use crate::reload::{LiveSettings, Reloaded};
 use crate::session::{ConnectionSettings, OutboundLimits};
 use crate::sys;
+use crate::tls::ListenerTls;
 
 /// Everything [`Server::start`] needs, resolved from the configuration and command line.
 ///
@@ -97,6 +98,9 @@ pub struct ListenerSettings {
     pub acl: Option<Arc<Acl>>,
     /// `bind_interface`: the network interface the socket is bound to (`SO_BINDTODEVICE`).
     pub bind_interface: Option<String>,
+    /// The TLS configuration (`certfile`, `keyfile`...), read at start and on each reload;
+    /// `None` for plain MQTT.
+    pub tls: Option<Arc<ListenerTls>>,
     /// Whether a failure to bind is tolerated (the implicit `::1` listener on a machine
     /// without IPv6).
     pub optional: bool,
@@ -116,6 +120,7 @@ impl ListenerSettings {
             credentials: None,
             acl: None,
             bind_interface: None,
+            tls: None,
             optional: addr.is_ipv6(),
         }
     }

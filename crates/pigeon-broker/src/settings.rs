@@ -15,6 +15,7 @@ use crate::config::{Bind, Config, SocketDomain};
 use crate::log::LogSettings;
 use crate::server::{ListenerSettings, ServerSettings};
 use crate::session::{ConnectionSettings, OutboundLimits};
+use crate::tls::ListenerTls;
 
 /// Why a valid configuration cannot run (yet).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,6 +89,7 @@ impl ServerSettings {
                     config.context("use_username_as_clientid")
                 )));
             }
+            let tls = ListenerTls::load(&listener.tls, &mut notes).map_err(SettingsError)?;
             let connection = ConnectionSettings {
                 max_qos: listener.max_qos,
                 retain_available: config.retain_available,
@@ -109,6 +111,7 @@ impl ServerSettings {
                     credentials: credentials.clone(),
                     acl: acl.clone(),
                     bind_interface: listener.bind_interface.clone(),
+                    tls: tls.clone(),
                     optional,
                 });
             }

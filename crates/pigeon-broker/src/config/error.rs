@@ -231,8 +231,8 @@ mod tests {
                 "Error: a.conf:1: d: unknown configuration directive",
             ),
             (
-                ConfigErrorKind::NotSupportedYet("TLS arrives with issue 6"),
-                "Error: a.conf:1: d: not supported yet (TLS arrives with issue 6)",
+                ConfigErrorKind::NotSupportedYet("WebSockets arrive with issue 7"),
+                "Error: a.conf:1: d: not supported yet (WebSockets arrive with issue 7)",
             ),
             (
                 ConfigErrorKind::RefusedByRustls("no TLS-PSK"),

@@ -50,6 +50,8 @@ pub struct Listener {
     /// keep their defaults and [`Config::security`](super::Config::security) applies. Use
     /// [`Config::security_for`](super::Config::security_for) rather than reading this.
     pub security: Security,
+    /// The TLS settings (`certfile`, `keyfile`, `cafile`...). Default: none, plain MQTT.
+    pub tls: Tls,
     /// Where the `listener` line is; `None` for the default listener and the local-only
     /// listeners.
     pub defined_at: Option<Location>,
@@ -70,6 +72,7 @@ impl Default for Listener {
             mount_point: None,
             use_username_as_clientid: false,
             security: Security::default(),
+            tls: Tls::default(),
             defined_at: None,
         }
     }
@@ -103,6 +106,56 @@ pub enum ListenerProtocol {
     /// MQTT over TCP (`mqtt`), the default. (`websockets` arrives with issue 7.)
     #[default]
     Mqtt,
+}
+
+/// A listener's TLS settings, as written. A listener speaks TLS when it has `certfile` and
+/// `keyfile`; the files are read, and the settings checked for consistency, when the broker
+/// starts or reloads (see `ServerSettings::from_config`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Tls {
+    /// `certfile`: the server's certificate chain (PEM).
+    pub certfile: Option<PathBuf>,
+    /// `keyfile`: the server's private key (PEM: PKCS#8, PKCS#1 or SEC1, not encrypted).
+    pub keyfile: Option<PathBuf>,
+    /// `cafile`: the CA certificates client certificates are verified against.
+    pub cafile: Option<PathBuf>,
+    /// `capath`: a directory of CA certificates, as `cafile`.
+    pub capath: Option<PathBuf>,
+    /// `require_certificate`: clients must present a certificate signed by a CA of `cafile`
+    /// or `capath`. Default: `false`, no client certificate is asked for.
+    pub require_certificate: bool,
+    /// `use_identity_as_username`: the client certificate's Common Name is the username.
+    pub use_identity_as_username: bool,
+    /// `use_subject_as_username`: the client certificate's whole subject (RFC 2253) is the
+    /// username.
+    pub use_subject_as_username: bool,
+    /// `tls_version`: the lowest TLS version accepted (`tlsv1.2` or `tlsv1.3`). Default: both.
+    pub tls_version: Option<String>,
+    /// `ciphers`: the TLS 1.2 cipher suites, in OpenSSL's list format.
+    pub ciphers: Option<String>,
+    /// `ciphers_tls1.3`: the TLS 1.3 cipher suites, in OpenSSL's list format.
+    pub ciphers_tls13: Option<String>,
+    /// `crlfile`: certificate revocation lists (PEM) checked with `require_certificate`.
+    pub crlfile: Option<PathBuf>,
+    /// Where each TLS directive of the listener was written, by name, for the errors found
+    /// when the files are read.
+    pub locations: Vec<(&'static str, Location)>,
+}
+
+impl Tls {
+    /// Whether any TLS directive was given.
+    pub fn is_set(&self) -> bool {
+        !self.locations.is_empty()
+    }
+
+    /// Where `directive` was written, if it was.
+    pub fn location(&self, directive: &str) -> Option<&Location> {
+        self.locations
+            .iter()
+            .find(|(d, _)| *d == directive)
+            .map(|(_, l)| l)
+    }
 }
 
 /// The authentication and access settings Mosquitto's `per_listener_settings` switches

@@ -50,7 +50,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use self::error::{ConfigError, ConfigErrorKind, ConfigWarning, Location};
-pub use self::listener::{Bind, DEFAULT_PORT, Listener, ListenerProtocol, Security, SocketDomain};
+pub use self::listener::{
+    Bind, DEFAULT_PORT, Listener, ListenerProtocol, Security, SocketDomain, Tls,
+};
 pub use self::logging::{LogDest, LogTypes};
 pub use self::sources::{FsSources, MemorySources, Sources};
 

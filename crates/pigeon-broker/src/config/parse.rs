@@ -8,10 +8,12 @@ use std::time::Duration;
 use pigeon_proto::{QoS, TopicName};
 
 use super::error::{ConfigError, ConfigErrorKind as Kind, ConfigWarning, Location};
-use super::listener::{Bind, DEFAULT_PORT, Listener, ListenerProtocol, Security, SocketDomain};
+use super::listener::{
+    Bind, DEFAULT_PORT, Listener, ListenerProtocol, Security, SocketDomain, Tls,
+};
 use super::logging::{LogDest, LogTypes};
 use super::sources::{Sources, include_order};
-use super::unsupported::{WEBSOCKETS, unsupported};
+use super::unsupported::{ENGINE, OLD_TLS, WEBSOCKETS, unsupported};
 use super::{Config, local_only_listeners};
 
 /// The largest PUBLISH payload MQTT allows, the ceiling of `message_size_limit`.
@@ -206,6 +208,7 @@ impl<'s> Parser<'s> {
             || d.use_username_as_clientid
             || d.max_qos != QoS::ExactlyOnce
             || d.socket_domain.is_some()
+            || d.tls.is_set()
             || d.security.password_file.is_some()
             || !d.security.allow_zero_length_clientid;
         if default_used {
@@ -394,6 +397,81 @@ impl<'s> Parser<'s> {
                 self.listener(*cur).use_username_as_clientid = value;
             }
 
+            // ---- TLS --------------------------------------------------------------------
+            "certfile" => self.tls_path(line, *cur, "certfile", |t| &mut t.certfile)?,
+            "keyfile" => self.tls_path(line, *cur, "keyfile", |t| &mut t.keyfile)?,
+            "cafile" => self.tls_path(line, *cur, "cafile", |t| &mut t.cafile)?,
+            "capath" => self.tls_path(line, *cur, "capath", |t| &mut t.capath)?,
+            "crlfile" => self.tls_path(line, *cur, "crlfile", |t| &mut t.crlfile)?,
+            "require_certificate" => {
+                let value = line.bool()?;
+                self.tls_flag(
+                    line,
+                    *cur,
+                    "require_certificate",
+                    |t| &mut t.require_certificate,
+                    value,
+                );
+            }
+            "use_identity_as_username" => {
+                let value = line.bool()?;
+                self.tls_flag(
+                    line,
+                    *cur,
+                    "use_identity_as_username",
+                    |t| &mut t.use_identity_as_username,
+                    value,
+                );
+            }
+            "use_subject_as_username" => {
+                let value = line.bool()?;
+                self.tls_flag(
+                    line,
+                    *cur,
+                    "use_subject_as_username",
+                    |t| &mut t.use_subject_as_username,
+                    value,
+                );
+            }
+            "tls_version" => {
+                let version = match line.one("tlsv1.2 or tlsv1.3")? {
+                    v @ ("tlsv1.2" | "tlsv1.3") => v,
+                    "tlsv1" | "tlsv1.0" | "tlsv1.1" => {
+                        return Err(line.error(Kind::RefusedByRustls(OLD_TLS)));
+                    }
+                    other => {
+                        return Err(line.bad(format!("expected tlsv1.2 or tlsv1.3, got {other:?}")));
+                    }
+                };
+                let listener = self.listener(*cur);
+                listener.tls.tls_version = Some(version.to_owned());
+                listener
+                    .tls
+                    .locations
+                    .push(("tls_version", line.location()));
+            }
+            "ciphers" | "ciphers_tls1.3" => {
+                let list = self.string(line, "a cipher list")?.to_owned();
+                let tls13 = line.directive == "ciphers_tls1.3";
+                let listener = self.listener(*cur);
+                if tls13 {
+                    listener.tls.ciphers_tls13 = Some(list);
+                    listener
+                        .tls
+                        .locations
+                        .push(("ciphers_tls1.3", line.location()));
+                } else {
+                    listener.tls.ciphers = Some(list);
+                    listener.tls.locations.push(("ciphers", line.location()));
+                }
+            }
+            "tls_keyform" => match line.one("pem")? {
+                // Keys are PEM files: the default, and the only form rustls reads.
+                "pem" => {}
+                "engine" => return Err(line.error(Kind::RefusedByRustls(ENGINE))),
+                other => return Err(line.bad(format!("expected pem or engine, got {other:?}"))),
+            },
+
             // ---- Security ---------------------------------------------------------------
             "per_listener_settings" => {
                 let value = line.bool()?;
@@ -579,6 +657,36 @@ impl<'s> Parser<'s> {
             }
         }
         Ok(())
+    }
+
+    /// A TLS file or directory of the current listener, given once per listener.
+    fn tls_path(
+        &mut self,
+        line: &Line<'_>,
+        cur: Cur,
+        name: &'static str,
+        field: fn(&mut Tls) -> &mut Option<PathBuf>,
+    ) -> Result<(), ConfigError> {
+        let path = self.string(line, "a file path")?;
+        self.once(Scope::Listener(cur), name, line)?;
+        let tls = &mut self.listener(cur).tls;
+        *field(tls) = Some(PathBuf::from(path));
+        tls.locations.push((name, line.location()));
+        Ok(())
+    }
+
+    /// A TLS switch of the current listener.
+    fn tls_flag(
+        &mut self,
+        line: &Line<'_>,
+        cur: Cur,
+        name: &'static str,
+        field: fn(&mut Tls) -> &mut bool,
+        value: bool,
+    ) {
+        let tls = &mut self.listener(cur).tls;
+        *field(tls) = value;
+        tls.locations.push((name, line.location()));
     }
 
     /// `listener PORT [ADDRESS | UNIX_SOCKET_PATH]`: starts a listener block.
@@ -1235,6 +1343,35 @@ mod tests {
     }
 
     #[test]
+    fn tls_directives_belong_to_their_listener() {
+        let c = ok(
+            "listener 1883\nlistener 8883\ncertfile /c.pem\nkeyfile /k.pem\n\
+                    cafile /ca.pem\ncapath /cas\nrequire_certificate true\n\
+                    use_identity_as_username true\ntls_version tlsv1.3\n\
+                    ciphers ECDHE-RSA-AES128-GCM-SHA256\nciphers_tls1.3 TLS_AES_128_GCM_SHA256\n\
+                    crlfile /crl.pem\ntls_keyform pem\nuse_subject_as_username false\n",
+        );
+        assert!(!c.listeners[0].tls.is_set());
+        let tls = &c.listeners[1].tls;
+        assert_eq!(tls.certfile.as_deref(), Some(Path::new("/c.pem")));
+        assert_eq!(tls.keyfile.as_deref(), Some(Path::new("/k.pem")));
+        assert_eq!(tls.cafile.as_deref(), Some(Path::new("/ca.pem")));
+        assert_eq!(tls.capath.as_deref(), Some(Path::new("/cas")));
+        assert_eq!(tls.crlfile.as_deref(), Some(Path::new("/crl.pem")));
+        assert!(tls.require_certificate && tls.use_identity_as_username);
+        assert!(!tls.use_subject_as_username);
+        assert_eq!(tls.tls_version.as_deref(), Some("tlsv1.3"));
+        assert_eq!(tls.ciphers.as_deref(), Some("ECDHE-RSA-AES128-GCM-SHA256"));
+        assert_eq!(tls.ciphers_tls13.as_deref(), Some("TLS_AES_128_GCM_SHA256"));
+        assert_eq!(tls.location("certfile").map(|l| l.line), Some(3));
+        // Before any listener: the default listener, which they open.
+        let c = ok("certfile /c.pem\nkeyfile /k.pem\n");
+        assert_eq!(c.listeners.len(), 1);
+        assert_eq!(c.listeners[0].port, 1883);
+        assert!(c.listeners[0].tls.is_set());
+    }
+
+    #[test]
     fn unknown_and_unsupported_directives() {
         let cases: &[(&str, &str)] = &[
             (
@@ -1259,20 +1396,20 @@ mod tests {
                  its heap yet (issue 9); 0 is accepted)",
             ),
             (
-                "cafile /etc/ca.pem",
-                "Error: test.conf:1: cafile: not supported yet (TLS arrives with issue 6)",
-            ),
-            (
-                "listener 8883\ncertfile /etc/cert.pem",
-                "Error: test.conf:2: certfile: not supported yet (TLS arrives with issue 6)",
+                "listener 8883\ncertfile /etc/cert.pem\ncertfile /etc/other.pem",
+                "Error: test.conf:3: certfile: duplicate value: already set at test.conf:2",
             ),
             (
                 "tls_version tlsv1.1",
                 "Error: test.conf:1: tls_version: not supported by Pigeon (rustls): rustls supports TLS 1.2 and TLS 1.3 only",
             ),
             (
-                "tls_version tlsv1.3",
-                "Error: test.conf:1: tls_version: not supported yet (TLS arrives with issue 6)",
+                "tls_version sslv3",
+                "Error: test.conf:1: tls_version: expected tlsv1.2 or tlsv1.3, got \"sslv3\"",
+            ),
+            (
+                "tls_keyform engine",
+                "Error: test.conf:1: tls_keyform: not supported by Pigeon (rustls): OpenSSL engines do not exist in rustls",
             ),
             (
                 "psk_hint hint",

@@ -7,8 +7,9 @@
 
 use super::error::ConfigErrorKind::{self, NotSupportedYet, RefusedByRustls, Unsupported};
 
-/// TLS listeners.
-pub(crate) const TLS: &str = "TLS arrives with issue 6";
+/// Client certificate checks Pigeon does not have yet.
+const CLIENT_CERT_DATES: &str =
+    "client certificates are always checked for expiry; turning that off is not implemented";
 /// WebSockets listeners.
 pub(crate) const WEBSOCKETS: &str = "WebSockets arrive with issue 7";
 /// Bridges to other brokers.
@@ -22,9 +23,9 @@ const PSK: &str = "rustls does not implement TLS-PSK (pre-shared keys)";
 /// Finite-field Diffie-Hellman parameters.
 const DHPARAM: &str = "rustls has no finite-field Diffie-Hellman key exchange (it uses ECDHE)";
 /// OpenSSL engines (hardware keys through OpenSSL).
-const ENGINE: &str = "OpenSSL engines do not exist in rustls";
+pub(crate) const ENGINE: &str = "OpenSSL engines do not exist in rustls";
 /// TLS before 1.2.
-const OLD_TLS: &str = "rustls supports TLS 1.2 and TLS 1.3 only";
+pub(crate) const OLD_TLS: &str = "rustls supports TLS 1.2 and TLS 1.3 only";
 
 /// The bridge directives of Mosquitto 2.0, with their older aliases.
 const BRIDGE_DIRECTIVES: &[&str] = &[
@@ -79,29 +80,10 @@ const BRIDGE_DIRECTIVES: &[&str] = &[
 
 /// The error for `directive` if it is a Mosquitto directive Pigeon does not implement;
 /// `None` if Pigeon implements it or Mosquitto does not know it. `args` is the rest of the
-/// line, which decides for `tls_version` and `tls_keyform`.
-pub(crate) fn unsupported(directive: &str, args: &str) -> Option<ConfigErrorKind> {
-    let first_arg = args.split_ascii_whitespace().next().unwrap_or("");
+/// line (unused today; kept for directives whose support depends on their value).
+pub(crate) fn unsupported(directive: &str, _args: &str) -> Option<ConfigErrorKind> {
     let kind = match directive {
-        "cafile"
-        | "capath"
-        | "certfile"
-        | "keyfile"
-        | "ciphers"
-        | "ciphers_tls1.3"
-        | "crlfile"
-        | "require_certificate"
-        | "use_identity_as_username"
-        | "use_subject_as_username"
-        | "disable_client_cert_date_checks" => NotSupportedYet(TLS),
-        "tls_version" => match first_arg {
-            "tlsv1" | "tlsv1.0" | "tlsv1.1" => RefusedByRustls(OLD_TLS),
-            _ => NotSupportedYet(TLS),
-        },
-        "tls_keyform" => match first_arg {
-            "engine" => RefusedByRustls(ENGINE),
-            _ => NotSupportedYet(TLS),
-        },
+        "disable_client_cert_date_checks" => NotSupportedYet(CLIENT_CERT_DATES),
         "tls_engine" | "tls_engine_kpass_sha1" => RefusedByRustls(ENGINE),
         "psk_file" | "psk_hint" | "bridge_identity" | "bridge_psk" => RefusedByRustls(PSK),
         "dhparamfile" => RefusedByRustls(DHPARAM),
@@ -132,35 +114,32 @@ mod tests {
     }
 
     #[test]
-    fn tls_directives_wait_for_issue_6() {
+    fn tls_directives_are_implemented_except_date_checks() {
         for d in [
             "cafile",
             "capath",
             "certfile",
             "keyfile",
             "require_certificate",
+            "tls_version",
+            "tls_keyform",
+            "ciphers",
+            "ciphers_tls1.3",
+            "crlfile",
+            "use_identity_as_username",
+            "use_subject_as_username",
         ] {
-            assert_eq!(
-                message(d, "x").as_deref(),
-                Some("not supported yet (TLS arrives with issue 6)")
-            );
+            assert_eq!(message(d, "x"), None, "{d}");
         }
-        assert_eq!(
-            message("tls_version", "tlsv1.2").as_deref(),
-            Some("not supported yet (TLS arrives with issue 6)")
-        );
-        assert_eq!(
-            message("tls_keyform", "pem").as_deref(),
-            Some("not supported yet (TLS arrives with issue 6)")
+        assert!(
+            message("disable_client_cert_date_checks", "true")
+                .unwrap()
+                .starts_with("not supported yet (")
         );
     }
 
     #[test]
     fn rustls_refusals_say_why() {
-        assert_eq!(
-            message("tls_version", "tlsv1.1").as_deref(),
-            Some("not supported by Pigeon (rustls): rustls supports TLS 1.2 and TLS 1.3 only")
-        );
         for d in [
             "psk_file",
             "psk_hint",
@@ -174,11 +153,6 @@ mod tests {
                 "{d}: {m}"
             );
         }
-        assert!(
-            message("tls_keyform", "engine")
-                .unwrap()
-                .contains("OpenSSL engines")
-        );
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! machine produced, in one write. Deliveries arrive through the connection's mailbox. No lock
 //! is held across an `.await`.
 
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -12,7 +14,7 @@ use bytes::BytesMut;
 use pigeon_proto::{
     DecodeError, Decoder, MqttString, Packet, PacketType, Protocol, ReasonCode, TopicError, Will,
 };
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -26,6 +28,7 @@ use crate::config::LogTypes;
 use crate::message::Message;
 use crate::server::{ListenerSettings, ListenerShared, ServerSettings, Shared, mailbox_capacity};
 use crate::session::{CloseReason, Connection, Event, Session, Violation};
+use crate::tls::{self, CertUsername};
 
 /// Stop reading from a client while this much output waits to be written to it.
 const WRITE_HIGH_WATER: usize = 256 * 1024;
@@ -41,13 +44,15 @@ struct Identity {
 }
 
 /// Serves one accepted TCP connection until it ends, with the settings in force when it was
-/// accepted, and those of each later reload.
+/// accepted, and those of each later reload. On a TLS listener, the handshake comes first,
+/// here in the connection's task, within the connect timeout.
 pub async fn serve_connection(
     shared: Arc<Shared>,
     listener: Arc<ListenerShared>,
     stream: TcpStream,
     peer: SocketAddr,
 ) {
+    let accepted = clock::now();
     let port = listener.port;
     let settings_rx = shared.settings.subscribe();
     let settings = Arc::clone(&settings_rx.borrow());
@@ -62,18 +67,89 @@ pub async fn serve_connection(
             peer.port()
         ),
     );
+    let listener_settings = &settings.listeners[listener.index];
+    let Some(tls) = listener_settings.tls.clone() else {
+        let (reader, writer) = stream.into_split();
+        let io = Io {
+            reader,
+            writer,
+            cert_username: None,
+        };
+        return drive(shared, listener, settings, settings_rx, io, peer, accepted).await;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config));
+    let patience = listener_settings.connection.connect_timeout;
+    let stream = match tokio::time::timeout(patience, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            shared.log.error(format_args!(
+                "TLS handshake with {}:{} failed: {}.",
+                peer.ip(),
+                peer.port(),
+                tls::describe_error(&error)
+            ));
+            shared.log.connection(
+                LogTypes::NOTICE,
+                "Client <unknown> disconnected: Protocol error.",
+            );
+            return;
+        }
+        Err(_) => {
+            shared.log.connection(
+                LogTypes::NOTICE,
+                "Client <unknown> has exceeded timeout, disconnecting.",
+            );
+            return;
+        }
+    };
+    let cert_username = (tls.username != CertUsername::Off).then(|| {
+        let cert = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first());
+        tls::cert_username(tls.username, cert.map(|c| c.as_ref()))
+    });
+    let (reader, writer) = tokio::io::split(stream);
+    let io = Io {
+        reader,
+        writer,
+        cert_username,
+    };
+    drive(shared, listener, settings, settings_rx, io, peer, accepted).await;
+}
+
+/// The two halves of a connection's stream, and what its TLS certificate says.
+struct Io<R, W> {
+    reader: R,
+    writer: W,
+    /// `Some` when the listener takes usernames from client certificates: the name this
+    /// client's certificate gives, if any.
+    cert_username: Option<Option<String>>,
+}
+
+async fn drive<R: ReadSide, W: WriteSide>(
+    shared: Arc<Shared>,
+    listener: Arc<ListenerShared>,
+    settings: Arc<ServerSettings>,
+    settings_rx: watch::Receiver<Arc<ServerSettings>>,
+    io: Io<R, W>,
+    peer: SocketAddr,
+    accepted: std::time::Instant,
+) {
     let (tx, rx) = mpsc::channel(mailbox_capacity(settings.routing.outbound));
-    let (reader, writer) = stream.into_split();
     let connection = settings.listeners[listener.index].connection.clone();
     let mut driver = Driver {
-        conn: Connection::new(connection, clock::now()),
+        conn: Connection::new(connection, accepted),
         listener,
         decoder: Decoder::new(None, settings.max_packet_size),
         settings,
         settings_rx,
         shared,
-        reader,
-        writer,
+        reader: io.reader,
+        writer: io.writer,
+        unflushed: false,
+        cert_username: io.cert_username,
         peer,
         rbuf: BytesMut::new(),
         wbuf: BytesMut::new(),
@@ -85,7 +161,72 @@ pub async fn serve_connection(
     driver.run(tx, rx).await;
 }
 
-struct Driver {
+/// The reading half of a connection.
+trait ReadSide: Send + Unpin + 'static {
+    /// Waits for bytes and appends them to `buf`; 0 at the end of the stream.
+    fn read_some<'a>(
+        &'a mut self,
+        buf: &'a mut BytesMut,
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
+}
+
+/// The writing half of a connection.
+trait WriteSide: AsyncWrite + Send + Unpin + 'static {
+    /// Whether a write may leave bytes buffered below it, which then need a flush.
+    const BUFFERED: bool;
+}
+
+impl ReadSide for OwnedReadHalf {
+    /// Waits for the socket to be readable without holding a buffer: an idle connection owns
+    /// none. Only once bytes are there is room made for them (and the caller gives it back as
+    /// soon as every complete packet in it is decoded).
+    async fn read_some(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        loop {
+            self.readable().await?;
+            if buf.capacity() - buf.len() < READ_CHUNK {
+                buf.reserve(READ_CHUNK);
+            }
+            match self.try_read_buf(buf) {
+                // A spurious wake-up: nothing to read after all.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                result => return result,
+            }
+        }
+    }
+}
+
+impl WriteSide for OwnedWriteHalf {
+    const BUFFERED: bool = false;
+}
+
+type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
+
+impl ReadSide for ReadHalf<TlsStream> {
+    /// Decrypted bytes come through rustls's buffers: room is made before waiting.
+    async fn read_some(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        if buf.capacity() - buf.len() < READ_CHUNK {
+            buf.reserve(READ_CHUNK);
+        }
+        self.read_buf(buf).await
+    }
+}
+
+impl WriteSide for WriteHalf<TlsStream> {
+    const BUFFERED: bool = true;
+}
+
+/// Writes some of `buf`, or flushes when it is empty: the bytes written, and whether this
+/// was a flush.
+async fn write_out<W: WriteSide>(writer: &mut W, buf: &mut BytesMut) -> io::Result<(usize, bool)> {
+    if buf.is_empty() {
+        writer.flush().await?;
+        Ok((0, true))
+    } else {
+        Ok((writer.write_buf(buf).await?, false))
+    }
+}
+
+struct Driver<R, W> {
     shared: Arc<Shared>,
     listener: Arc<ListenerShared>,
     /// The settings this connection goes by: those in force when it was accepted, then those
@@ -93,8 +234,12 @@ struct Driver {
     settings: Arc<ServerSettings>,
     /// Tells when a reload replaced the settings.
     settings_rx: watch::Receiver<Arc<ServerSettings>>,
-    reader: OwnedReadHalf,
-    writer: OwnedWriteHalf,
+    reader: R,
+    writer: W,
+    /// Whether bytes written may wait in a buffer below (TLS) for a flush.
+    unflushed: bool,
+    /// See [`Io::cert_username`].
+    cert_username: Option<Option<String>>,
     peer: SocketAddr,
     conn: Connection,
     decoder: Decoder,
@@ -172,7 +317,7 @@ fn protocol_number(protocol: Protocol) -> u8 {
     }
 }
 
-impl Driver {
+impl<R: ReadSide, W: WriteSide> Driver<R, W> {
     fn name(&self) -> &str {
         self.identity
             .as_ref()
@@ -196,19 +341,9 @@ impl Driver {
             let can_read = !self.conn.is_connecting() && self.wbuf.len() < WRITE_HIGH_WATER;
             let can_take_mail = active && self.wbuf.len() < WRITE_HIGH_WATER;
             tokio::select! {
-                // Wait for bytes without holding a buffer: an idle connection owns none. Only
-                // once the socket is readable is a read buffer allocated, and it is given back
-                // below as soon as every complete packet in it is decoded.
-                ready = self.reader.readable(), if can_read => {
-                    if ready.is_err() {
-                        peer_closed = true;
-                        break;
-                    }
-                    if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK {
-                        self.rbuf.reserve(READ_CHUNK);
-                    }
-                    match self.reader.try_read_buf(&mut self.rbuf) {
-                        Ok(0) => {
+                read = self.reader.read_some(&mut self.rbuf), if can_read => {
+                    match read {
+                        Ok(0) | Err(_) => {
                             peer_closed = true;
                             break;
                         }
@@ -216,23 +351,22 @@ impl Driver {
                             self.shared.broker.counters.bytes_read(n);
                             self.decode_all(&mailbox).await;
                         }
-                        // A spurious wake-up: nothing to read after all.
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(_) => {
-                            peer_closed = true;
-                            break;
-                        }
                     }
                     if self.rbuf.is_empty() {
                         self.rbuf = BytesMut::new();
                     }
                 },
-                written = self.writer.write_buf(&mut self.wbuf), if !self.wbuf.is_empty() => {
-                    let Ok(n) = written else {
+                written = write_out(&mut self.writer, &mut self.wbuf),
+                    if !self.wbuf.is_empty() || self.unflushed =>
+                {
+                    let Ok((n, flushed)) = written else {
                         peer_closed = true;
                         break;
                     };
-                    self.shared.broker.counters.bytes_written(n);
+                    self.unflushed = W::BUFFERED && !flushed;
+                    if n > 0 {
+                        self.shared.broker.counters.bytes_written(n);
+                    }
                     if self.wbuf.is_empty() {
                         // Drained: give the write buffer back too.
                         self.wbuf = BytesMut::new();
@@ -505,7 +639,17 @@ impl Driver {
             self.refuse(ReasonCode::BAD_AUTHENTICATION_METHOD);
             return;
         }
-        if !authorised(listener, &connect) {
+        // With `use_identity_as_username` or `use_subject_as_username`, as in Mosquitto, the
+        // certificate is the credential: its name is the username (for the ACL), the
+        // password file is not consulted, and a client without such a name is refused.
+        let username = match &self.cert_username {
+            Some(from_cert) => from_cert.clone().map(Some),
+            None if authorised(listener, &connect) => {
+                Some(connect.username.as_ref().map(ToString::to_string))
+            }
+            None => None,
+        };
+        let Some(username) = username else {
             // Mosquitto 2.0.11 answers Not authorized (5) to every credential failure: wrong
             // password, unknown user, missing password, anonymous client.
             shared
@@ -515,7 +659,7 @@ impl Driver {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.refuse(ReasonCode::NOT_AUTHORIZED);
             return;
-        }
+        };
         let generation = shared.broker.next_generation();
         let clean = connect.clean_start;
         let protocol = connect.protocol;
@@ -538,7 +682,6 @@ impl Driver {
             }
         };
         session.clean = clean;
-        let username = connect.username.as_ref().map(ToString::to_string);
         session.access = Some(ClientAccess::new(
             listener.acl.clone(),
             username.clone(),
@@ -547,10 +690,9 @@ impl Driver {
         self.identity = Some(Identity {
             client_id: client_id.clone(),
             generation,
-            username,
+            username: username.clone(),
         });
-        let user = connect
-            .username
+        let user = username
             .as_ref()
             .map(|u| format!(", u'{u}'"))
             .unwrap_or_default();

@@ -1,0 +1,476 @@
+//! TLS listeners: `certfile`, `keyfile`, `cafile`, `require_certificate`,
+//! `use_identity_as_username`, certificates read again on SIGHUP; with Debian's
+//! `mosquitto_pub`/`mosquitto_sub` and paho-mqtt as clients. Every certificate is made here
+//! with rcgen. Only 127.0.0.1 is used.
+//!
+//! Started as root, the broker reads the files as the `mosquitto` user: the directory is
+//! 0755 and the files 0644.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use pigeon_test::{
+    Background, Broker, MosquittoSub, PATIENCE, TempDir, mosquitto_pub, publish, python,
+    run_pigeon, signal, wait_until,
+};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
+
+const PIGEON: &str = env!("CARGO_BIN_EXE_pigeon");
+
+fn pigeon() -> PathBuf {
+    pigeon_test::broker_binary(PIGEON)
+}
+
+/// Writes `text` to `dir/name`, readable by everyone; returns the path as a string.
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    fs::write(&path, text).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    path.display().to_string()
+}
+
+/// A certificate authority made for a test.
+struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = KeyPair::generate().unwrap();
+        Ca {
+            issuer: CertifiedIssuer::self_signed(params, key).unwrap(),
+        }
+    }
+
+    fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A certificate and its key (PEM) for `names` (SANs) with Common Name `cn`.
+    fn issue(&self, cn: &str, names: &[&str]) -> (String, String) {
+        let names: Vec<String> = names.iter().map(|&n| n.to_owned()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// The files of a test: a CA, the server's certificate for 127.0.0.1 and localhost signed by
+/// it, and client certificates.
+struct Pki {
+    dir: TempDir,
+    ca: Ca,
+    ca_file: String,
+    cert_file: String,
+    key_file: String,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = TempDir::new("tls");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let ca = Ca::new("Pigeon test CA");
+        let ca_file = write(dir.path(), "ca.pem", &ca.pem());
+        let (cert, key) = ca.issue("localhost", &["localhost", "127.0.0.1"]);
+        let cert_file = write(dir.path(), "server.pem", &cert);
+        let key_file = write(dir.path(), "server.key", &key);
+        Pki {
+            dir,
+            ca,
+            ca_file,
+            cert_file,
+            key_file,
+        }
+    }
+
+    /// A client certificate with Common Name `cn`, signed by `ca`: (cert file, key file).
+    fn client(&self, ca: &Ca, cn: &str) -> (String, String) {
+        let (cert, key) = ca.issue(cn, &[]);
+        (
+            write(self.dir.path(), &format!("{cn}.pem"), &cert),
+            write(self.dir.path(), &format!("{cn}.key"), &key),
+        )
+    }
+
+    /// The listener's TLS lines.
+    fn server_config(&self) -> String {
+        format!("certfile {}\nkeyfile {}\n", self.cert_file, self.key_file)
+    }
+}
+
+#[test]
+fn mosquitto_clients_round_trip_over_tls() {
+    let pki = Pki::new();
+    let broker = Broker::start(pigeon(), &pki.server_config(), &[]);
+    let sub = MosquittoSub::start(&broker, &["--cafile", &pki.ca_file, "-t", "tls/#", "-v"]);
+    publish(
+        &broker,
+        &[
+            "--cafile",
+            &pki.ca_file,
+            "-t",
+            "tls/a",
+            "-m",
+            "secret",
+            "-q",
+            "1",
+        ],
+    );
+    sub.wait_for_message("tls/a secret");
+    // Plain MQTT on the TLS listener is refused, and said so.
+    let plain = mosquitto_pub(&broker, &["-t", "tls/a", "-m", "x"]);
+    assert!(!plain.status.success());
+    assert!(
+        broker.wait_for_log("TLS handshake with 127.0.0.1:"),
+        "{}",
+        broker.log()
+    );
+    assert!(
+        broker
+            .log()
+            .contains("Client <unknown> disconnected: Protocol error.")
+    );
+}
+
+#[test]
+fn a_server_certificate_from_another_ca_is_refused_by_the_client() {
+    let pki = Pki::new();
+    let broker = Broker::start(pigeon(), &pki.server_config(), &[]);
+    let other = Ca::new("Another CA");
+    let other_file = write(pki.dir.path(), "other-ca.pem", &other.pem());
+    let out = mosquitto_pub(&broker, &["--cafile", &other_file, "-t", "t", "-m", "x"]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        broker.wait_for_log("TLS handshake with"),
+        "{}",
+        broker.log()
+    );
+}
+
+#[test]
+fn require_certificate_accepts_signed_clients_only() {
+    let pki = Pki::new();
+    let config = format!(
+        "{}cafile {}\nrequire_certificate true\n",
+        pki.server_config(),
+        pki.ca_file
+    );
+    let broker = Broker::start(pigeon(), &config, &[]);
+    let (cert, key) = pki.client(&pki.ca, "client-1");
+    publish(
+        &broker,
+        &[
+            "--cafile",
+            &pki.ca_file,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "-t",
+            "t",
+            "-m",
+            "ok",
+        ],
+    );
+    let out = mosquitto_pub(&broker, &["--cafile", &pki.ca_file, "-t", "t", "-m", "x"]);
+    assert!(!out.status.success(), "accepted without a certificate");
+    assert!(
+        broker.wait_for_log("peer did not return a certificate"),
+        "{}",
+        broker.log()
+    );
+    let rogue = Ca::new("Rogue CA");
+    let (cert, key) = pki.client(&rogue, "mallory");
+    let out = mosquitto_pub(
+        &broker,
+        &[
+            "--cafile",
+            &pki.ca_file,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "-t",
+            "t",
+            "-m",
+            "x",
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "accepted a certificate of another CA"
+    );
+    assert!(
+        broker.wait_for_log("certificate verify failed"),
+        "{}",
+        broker.log()
+    );
+}
+
+#[test]
+fn use_identity_as_username_names_the_client_for_the_acl() {
+    let pki = Pki::new();
+    let acl = write(
+        pki.dir.path(),
+        "acl",
+        "user sensor-1\ntopic readwrite sensors/1/#\n",
+    );
+    let config = format!(
+        "{}cafile {}\nrequire_certificate true\nuse_identity_as_username true\n\
+         allow_anonymous false\nacl_file {acl}\n",
+        pki.server_config(),
+        pki.ca_file
+    );
+    let broker = Broker::start(pigeon(), &config, &[]);
+    let (cert, key) = pki.client(&pki.ca, "sensor-1");
+    let tls = ["--cafile", &pki.ca_file, "--cert", &cert, "--key", &key];
+    let sub_args: Vec<&str> = tls.iter().copied().chain(["-t", "#", "-v"]).collect();
+    let sub = MosquittoSub::start(&broker, &sub_args);
+    for topic in ["other/t", "sensors/1/t"] {
+        let args: Vec<&str> = tls
+            .iter()
+            .copied()
+            .chain(["-t", topic, "-m", "v"])
+            .collect();
+        publish(&broker, &args);
+    }
+    assert_eq!(sub.wait_for_message("sensors/1/t v"), ["sensors/1/t v"]);
+    assert!(broker.log().contains("u'sensor-1'"), "{}", broker.log());
+    // Another certificate of the same CA connects, but the ACL grants its name nothing.
+    let (cert, key) = pki.client(&pki.ca, "sensor-2");
+    let out = mosquitto_pub(
+        &broker,
+        &[
+            "--cafile",
+            &pki.ca_file,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "-t",
+            "sensors/1/t",
+            "-m",
+            "intruder",
+        ],
+    );
+    assert!(out.status.success());
+    assert!(broker.wait_for_log("u'sensor-2'"), "{}", broker.log());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(sub.messages(), ["sensors/1/t v"]);
+}
+
+#[test]
+fn paho_connects_with_tls_set() {
+    let pki = Pki::new();
+    let broker = Broker::start(pigeon(), &pki.server_config(), &[]);
+    let script = r#"
+import sys, threading
+import paho.mqtt.client as mqtt
+ca, port = sys.argv[1], int(sys.argv[2])
+got = threading.Event()
+def on_message(client, userdata, msg):
+    print("message", msg.topic, msg.payload.decode())
+    got.set()
+def on_connect(client, userdata, flags, reason, properties):
+    print("connected", reason)
+    client.subscribe("paho/t", 1)
+def on_subscribe(client, userdata, mid, reasons, properties):
+    client.publish("paho/t", "over tls", qos=1)
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="paho-tls")
+c.tls_set(ca_certs=ca)
+c.on_connect = on_connect
+c.on_message = on_message
+c.on_subscribe = on_subscribe
+c.connect("127.0.0.1", port)
+c.loop_start()
+ok = got.wait(10)
+c.disconnect()
+c.loop_stop()
+sys.exit(0 if ok else 1)
+"#;
+    let mut cmd = Command::new(python());
+    cmd.arg("-u")
+        .arg("-c")
+        .arg(script)
+        .arg(&pki.ca_file)
+        .arg(broker.port().to_string());
+    let mut p = Background::spawn(&mut cmd, "paho");
+    let status = p.wait_exit(PATIENCE);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{}\nbroker log:\n{}",
+        p.output(),
+        broker.log()
+    );
+    assert!(
+        p.output().contains("message paho/t over tls"),
+        "{}",
+        p.output()
+    );
+}
+
+#[test]
+fn sighup_reads_the_certificates_again() {
+    let pki = Pki::new();
+    let broker = Broker::start(pigeon(), &pki.server_config(), &[]);
+    publish(&broker, &["--cafile", &pki.ca_file, "-t", "t", "-m", "1"]);
+    // A new CA and server certificate in the same files.
+    let renewed = Ca::new("Renewed CA");
+    let renewed_file = write(pki.dir.path(), "renewed-ca.pem", &renewed.pem());
+    let (cert, key) = renewed.issue("localhost", &["localhost", "127.0.0.1"]);
+    write(pki.dir.path(), "server.pem", &cert);
+    write(pki.dir.path(), "server.key", &key);
+    signal(broker.pid(), "HUP");
+    assert!(wait_until(|| {
+        mosquitto_pub(&broker, &["--cafile", &renewed_file, "-t", "t", "-m", "2"])
+            .status
+            .success()
+    }));
+    let old = mosquitto_pub(&broker, &["--cafile", &pki.ca_file, "-t", "t", "-m", "3"]);
+    assert!(!old.status.success(), "the old certificate is still served");
+}
+
+#[test]
+fn tls_version_is_the_lowest_version_accepted() {
+    let pki = Pki::new();
+    let config = format!("{}tls_version tlsv1.3\n", pki.server_config());
+    let broker = Broker::start(pigeon(), &config, &[]);
+    publish(&broker, &["--cafile", &pki.ca_file, "-t", "t", "-m", "x"]);
+    // OpenSSL's client limited to one version: only 1.3 gets through.
+    let handshake = |version: &str| {
+        Command::new("openssl")
+            .args(["s_client", "-connect", &broker.addr().to_string(), version])
+            .args(["-CAfile", &pki.ca_file])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl")
+            .status
+            .success()
+    };
+    assert!(handshake("-tls1_3"));
+    assert!(!handshake("-tls1_2"), "TLS 1.2 accepted");
+}
+
+#[test]
+fn the_handshake_is_bounded_by_connect_timeout() {
+    let pki = Pki::new();
+    let config = format!("{}connect_timeout 1\n", pki.server_config());
+    let broker = Broker::start(pigeon(), &config, &[]);
+    // A client that never starts its handshake does not hold the accept loop: another
+    // connects meanwhile.
+    let idle = std::net::TcpStream::connect(broker.addr()).unwrap();
+    publish(&broker, &["--cafile", &pki.ca_file, "-t", "t", "-m", "x"]);
+    assert!(
+        broker.wait_for_log("Client <unknown> has exceeded timeout, disconnecting."),
+        "{}",
+        broker.log()
+    );
+    drop(idle);
+}
+
+#[test]
+fn use_subject_as_username_takes_the_whole_subject() {
+    let pki = Pki::new();
+    let config = format!(
+        "{}cafile {}\nrequire_certificate true\nuse_subject_as_username true\n\
+         allow_anonymous false\n",
+        pki.server_config(),
+        pki.ca_file
+    );
+    let broker = Broker::start(pigeon(), &config, &[]);
+    let (cert, key) = pki.client(&pki.ca, "sensor-9");
+    publish(
+        &broker,
+        &[
+            "--cafile",
+            &pki.ca_file,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "-t",
+            "t",
+            "-m",
+            "x",
+        ],
+    );
+    assert!(broker.wait_for_log("u'CN=sensor-9'"), "{}", broker.log());
+}
+
+/// Runs `pigeon -c FILE` with `config` and returns its standard error; it must fail.
+fn refused(dir: &Path, config: &str) -> String {
+    let conf = write(dir, "bad.conf", config);
+    let out = run_pigeon(pigeon(), &[OsStr::new("-c"), OsStr::new(&conf)]);
+    assert!(!out.status.success(), "{config} was accepted");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn inconsistent_tls_settings_are_configuration_errors() {
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let conf = dir.join("bad.conf").display().to_string();
+    let e = refused(
+        dir,
+        &format!("listener 18883 127.0.0.1\ncertfile {}\n", pki.cert_file),
+    );
+    assert!(
+        e.contains(&format!(
+            "{conf}:2: certfile: a TLS listener needs keyfile as well"
+        )),
+        "{e}"
+    );
+    let e = refused(
+        dir,
+        &format!(
+            "listener 18883 127.0.0.1\n{}require_certificate true\n",
+            pki.server_config()
+        ),
+    );
+    assert!(
+        e.contains(&format!("{conf}:4: require_certificate: needs cafile")),
+        "{e}"
+    );
+    let encrypted = write(
+        dir,
+        "enc.key",
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    );
+    let e = refused(
+        dir,
+        &format!(
+            "listener 18883 127.0.0.1\ncertfile {}\nkeyfile {encrypted}\n",
+            pki.cert_file
+        ),
+    );
+    assert!(
+        e.contains(":3: keyfile: ") && e.contains("encrypted"),
+        "{e}"
+    );
+    let e = refused(
+        dir,
+        &format!(
+            "listener 18883 127.0.0.1\n{}ciphers RC4-MD5\n",
+            pki.server_config()
+        ),
+    );
+    assert!(
+        e.contains(":4: ciphers: no cipher suite rustls offers"),
+        "{e}"
+    );
+}
