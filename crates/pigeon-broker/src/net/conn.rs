@@ -79,7 +79,7 @@ pub async fn serve_connection(
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config));
     let patience = listener_settings.connection.connect_timeout;
-    let stream = match tokio::time::timeout(patience, acceptor.accept(stream)).await {
+    let stream = match Box::pin(tokio::time::timeout(patience, acceptor.accept(stream))).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
             shared.log.error(format_args!(
@@ -116,7 +116,18 @@ pub async fn serve_connection(
         writer,
         cert_username,
     };
-    drive(shared, listener, settings, settings_rx, io, peer, accepted).await;
+    // Boxed, like the handshake above: a TLS session is large, and the plain TCP path, which
+    // shares this future's layout, must not pay for it on every idle connection.
+    Box::pin(drive(
+        shared,
+        listener,
+        settings,
+        settings_rx,
+        io,
+        peer,
+        accepted,
+    ))
+    .await;
 }
 
 /// The two halves of a connection's stream, and what its TLS certificate says.
@@ -187,8 +198,13 @@ impl ReadSide for OwnedReadHalf {
                 buf.reserve(READ_CHUNK);
             }
             match self.try_read_buf(buf) {
-                // A spurious wake-up: nothing to read after all.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // A spurious wake-up (a new socket reports one): nothing to read after all.
+                // Give the room back before waiting again.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if buf.is_empty() {
+                        *buf = BytesMut::new();
+                    }
+                }
                 result => return result,
             }
         }
