@@ -629,6 +629,7 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
         let listener = &settings.listeners[self.listener.index];
         // Kept as long as the session: detached from the CONNECT's read buffer.
         let mut client_id = connect.client_id.detach();
+        let mut assigned = false;
         if client_id.is_empty() {
             // MQTT 3.1 requires an identifier; 3.1.1 allows an empty one only with Clean Session
             // [MQTT-3.1.3-7], [MQTT-3.1.3-8].
@@ -640,6 +641,7 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
                 return;
             }
             client_id = shared.broker.assign_client_id(&listener.auto_id_prefix);
+            assigned = true;
         }
         if !settings.clientid_prefixes.is_empty()
             && !settings
@@ -738,7 +740,12 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
                 None => log.debug("No will message specified."),
             }
         }
-        self.conn.accept(session, present, clock::now());
+        self.conn.accept_assigned(
+            session,
+            present,
+            assigned.then(|| client_id.clone()),
+            clock::now(),
+        );
     }
 
     /// Refuses the CONNECT: the CONNACK and the disconnection are logged as they happen.

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pigeon_proto::{
-    Bytes, ConnAck, Connect, DecodeError, Packet, PingResp, Protocol, PubAck, PubComp, PubRec,
-    PubRel, Publish, QoS, ReasonCode, SubAck, SubscriptionOptions, TopicFilter, UnsubAck, Will,
+    Bytes, ConnAck, Connect, DecodeError, MqttString, Packet, PingResp, Protocol, PubAck, PubComp,
+    PubRec, PubRel, Publish, QoS, ReasonCode, SubAck, SubscriptionOptions, TopicFilter, UnsubAck,
+    Will,
 };
 
 use super::{Link, Pushed, Session};
@@ -308,7 +309,20 @@ impl Connection {
     /// The broker accepts the CONNECT: `session` is the client's (new or resumed), and
     /// `session_present` says which [MQTT-3.2.2-2], [MQTT-3.2.2-3]. Sends CONNACK, then
     /// resends what the resumed session had in flight [MQTT-4.4.0-1].
-    pub fn accept(&mut self, mut session: Session, session_present: bool, now: Instant) {
+    pub fn accept(&mut self, session: Session, session_present: bool, now: Instant) {
+        self.accept_assigned(session, session_present, None, now);
+    }
+
+    /// As [`accept`](Self::accept), for a client whose empty Client Identifier the broker
+    /// replaced by `assigned`: an MQTT 5.0 CONNACK tells it the identifier in the Assigned
+    /// Client Identifier property [MQTT-3.2.2-16]; 3.x has no way to.
+    pub fn accept_assigned(
+        &mut self,
+        mut session: Session,
+        session_present: bool,
+        assigned: Option<MqttString>,
+        now: Instant,
+    ) {
         if self.state != State::Connecting {
             return;
         }
@@ -318,11 +332,15 @@ impl Connection {
         session.outbound.set_receive_maximum(None);
         let resend = session.outbound.resume();
         self.session = Some(session);
-        self.transmit.push(Packet::ConnAck(ConnAck {
+        let mut connack = ConnAck {
             session_present,
             reason: ReasonCode::SUCCESS,
             ..ConnAck::default()
-        }));
+        };
+        if self.protocol.is_v5() {
+            connack.properties.assigned_client_identifier = assigned;
+        }
+        self.transmit.push(Packet::ConnAck(connack));
         self.transmit.extend(resend);
     }
 
@@ -666,6 +684,37 @@ mod tests {
         let sent = conn.take_transmit();
         assert!(matches!(&sent[..], [Packet::ConnAck(a)] if a.reason == ReasonCode::SUCCESS));
         conn
+    }
+
+    // [MQTT-3.2.2-16]: a v5 CONNACK names the identifier the server assigned; a 3.1.1 CONNACK
+    // has no property to carry it.
+    #[test]
+    fn assigned_client_identifier_is_sent_to_v5_clients_only() {
+        for (protocol, expected) in [
+            (Protocol::V5, Some(MqttString::from_static("auto-1"))),
+            (Protocol::V311, None),
+        ] {
+            let t0 = crate::clock::now();
+            let mut conn = Connection::new(ConnectionSettings::default(), t0);
+            let c = Connect::new(protocol, MqttString::new());
+            conn.handle_packet(Packet::Connect(Box::new(c)), t0);
+            assert!(matches!(conn.poll_event(), Some(Event::Connect(_))));
+            let session = Session::new(
+                MqttString::from_static("auto-1"),
+                protocol,
+                true,
+                OutboundLimits::default(),
+            );
+            conn.accept_assigned(session, false, Some(MqttString::from_static("auto-1")), t0);
+            let sent = conn.take_transmit();
+            let [Packet::ConnAck(ack)] = &sent[..] else {
+                panic!("one CONNACK, got {sent:?}");
+            };
+            assert_eq!(
+                ack.properties.assigned_client_identifier, expected,
+                "{protocol:?}"
+            );
+        }
     }
 
     fn publish(qos: QoS, packet_id: Option<u16>, payload: &'static [u8]) -> Packet {
