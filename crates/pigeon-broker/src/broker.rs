@@ -21,7 +21,7 @@ use pigeon_proto::{MqttString, Packet, Protocol, QoS, SubscriptionOptions, Topic
 use tokio::sync::{mpsc, oneshot};
 
 use crate::message::{Delivery, Message};
-use crate::router::{RetainedStore, SubscriptionTree};
+use crate::router::{RetainSource, RetainedStore, SubscriptionTree};
 use crate::session::{Link, OutboundLimits, Pushed, Session};
 
 /// What the router sends a connected client's task.
@@ -370,6 +370,18 @@ impl Broker {
         client_id: &MqttString,
         filters: &[(TopicFilter, SubscriptionOptions)],
     ) -> Vec<Delivery> {
+        self.subscribe_checked(client_id, filters, |_, _| true)
+    }
+
+    /// As [`subscribe`](Self::subscribe), leaving out the retained messages for which `keep`,
+    /// given who published one and its topic, says no (`check_retain_source`: the publisher
+    /// must still be allowed to write there).
+    pub fn subscribe_checked(
+        &self,
+        client_id: &MqttString,
+        filters: &[(TopicFilter, SubscriptionOptions)],
+        keep: impl Fn(&RetainSource, &str) -> bool,
+    ) -> Vec<Delivery> {
         {
             let mut tree = self
                 .subscriptions
@@ -382,7 +394,12 @@ impl Broker {
         let retained = self.retained.read().unwrap_or_else(PoisonError::into_inner);
         let mut out = Vec::new();
         for (filter, options) in filters {
-            retained.for_each_match(filter.filter(), |message| {
+            retained.for_each_match_with_source(filter.filter(), |message, source| {
+                if let Some(source) = source
+                    && !keep(source, message.topic.as_str())
+                {
+                    return;
+                }
                 out.push(Delivery {
                     message: Arc::clone(message),
                     qos: self.delivery_qos(message.qos, options.qos),
@@ -419,12 +436,18 @@ impl Broker {
     /// Returns the number of deliveries made. (Received PUBLISH packets are counted where they
     /// are decoded, [`Counters::packet_received`], so wills and `$SYS` updates are not.)
     pub fn publish(&self, message: &Arc<Message>) -> usize {
+        self.publish_from(message, None)
+    }
+
+    /// As [`publish`](Self::publish), remembering with a retained message who published it
+    /// (for `check_retain_source`).
+    pub fn publish_from(&self, message: &Arc<Message>, source: Option<RetainSource>) -> usize {
         if message.retain {
             // [MQTT-3.3.1-5]: store it (an empty payload clears it [MQTT-3.3.1-10]).
             self.retained
                 .write()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(Arc::clone(message));
+                .insert_from(Arc::clone(message), source);
         }
         // Forwarded messages carry RETAIN 0 [MQTT-3.3.1-9].
         self.route(message, false)
@@ -694,6 +717,34 @@ mod tests {
         b.notify_settings_changed();
         assert!(matches!(rx.try_recv(), Ok(Mail::SettingsChanged)));
         assert!(rx.try_recv().is_err());
+    }
+
+    // check_retain_source: a retained message whose publisher may no longer write there is
+    // not given to new subscribers; one without a recorded source always is.
+    #[test]
+    fn retained_messages_can_be_withheld_by_their_source() {
+        let b = broker();
+        let src = |c: &str| {
+            Some(RetainSource {
+                username: Some("u".into()),
+                client_id: c.into(),
+            })
+        };
+        b.publish_from(&message("r/1", QoS::AtMostOnce, true, b"a"), src("ok"));
+        b.publish_from(&message("r/2", QoS::AtMostOnce, true, b"b"), src("revoked"));
+        b.publish(&message("r/3", QoS::AtMostOnce, true, b"c"));
+        let got = b.subscribe_checked(&id("s"), &[filter("r/#", QoS::AtMostOnce)], |s, _| {
+            s.client_id != "revoked"
+        });
+        let mut topics: Vec<&str> = got.iter().map(|d| d.message.topic.as_str()).collect();
+        topics.sort_unstable();
+        assert_eq!(topics, ["r/1", "r/3"]);
+        // Replacing the message replaces its source.
+        b.publish_from(&message("r/2", QoS::AtMostOnce, true, b"b2"), src("ok"));
+        let got = b.subscribe_checked(&id("t"), &[filter("r/2", QoS::AtMostOnce)], |s, _| {
+            s.client_id != "revoked"
+        });
+        assert_eq!(got.len(), 1);
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub struct ServerSettings {
     pub log: LogSettings,
     /// `sys_interval`: the period of the `$SYS` updates; `None` publishes none.
     pub sys_interval: Option<Duration>,
+    /// `check_retain_source`: a retained message is given to a new subscriber only while its
+    /// publisher may still write to its topic.
+    pub check_retain_source: bool,
     /// `persistent_client_expiration`: how long a disconnected persistent session is kept;
     /// `None` keeps it for ever.
     pub persistent_client_expiration: Option<Duration>,
@@ -67,6 +70,7 @@ impl Default for ServerSettings {
             nodelay: false,
             log: LogSettings::default(),
             sys_interval: Some(Duration::from_secs(10)),
+            check_retain_source: true,
             persistent_client_expiration: None,
         }
     }

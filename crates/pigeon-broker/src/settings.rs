@@ -151,6 +151,7 @@ impl ServerSettings {
                 connection_messages: config.connection_messages,
             },
             sys_interval: config.sys_interval,
+            check_retain_source: config.check_retain_source,
             persistent_client_expiration: config.persistent_client_expiration,
         };
         Ok((settings, notes))

@@ -207,3 +207,51 @@ fn a_changed_listener_waits_for_a_restart() {
     assert!(!b.listening_addrs().iter().any(|a| a.port() == other));
     b.assert_running("after the reload");
 }
+
+// check_retain_source (on by default, as in Mosquitto): when a reload takes away the write
+// access of the client that published a retained message, new subscribers no longer get it;
+// with `check_retain_source false` they do.
+#[test]
+fn check_retain_source_withholds_retained_messages_whose_publisher_lost_write_access() {
+    let dir = pigeon_test::TempDir::new("retain-source");
+    let acl = dir.path().join("acl");
+    std::fs::write(&acl, "topic readwrite r/#\ntopic readwrite s/#\n").expect("write acl");
+    let b = broker(&format!(
+        "allow_anonymous true\nacl_file {}\n",
+        acl.display()
+    ));
+    publish(&b, &["-t", "r/kept", "-m", "v", "-r"]);
+
+    // What a new subscriber to r/# and s/# gets, up to a live sentinel on s/end.
+    let first_messages = |b: &Broker| {
+        let sub = MosquittoSub::start(b, &["-t", "r/#", "-t", "s/#", "-v"]);
+        publish(b, &["-t", "s/end", "-m", "end"]);
+        sub.wait_for_message("s/end end")
+    };
+    assert_eq!(first_messages(&b), ["r/kept v", "s/end end"]);
+
+    // Anonymous clients may still read r/#, but no longer write there.
+    std::fs::write(&acl, "topic read r/#\ntopic readwrite s/#\n").expect("rewrite acl");
+    reload(
+        &b,
+        &format!("allow_anonymous true\nacl_file {}\n", acl.display()),
+    );
+    assert!(
+        wait_until(|| first_messages(&b) == ["s/end end"]),
+        "retained message withheld after the reload; broker log:\n{}",
+        b.log()
+    );
+
+    reload(
+        &b,
+        &format!(
+            "allow_anonymous true\nacl_file {}\ncheck_retain_source false\n",
+            acl.display()
+        ),
+    );
+    assert!(
+        wait_until(|| first_messages(&b) == ["r/kept v", "s/end end"]),
+        "delivered again without check_retain_source; broker log:\n{}",
+        b.log()
+    );
+}

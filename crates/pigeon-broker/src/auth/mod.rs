@@ -156,6 +156,18 @@ impl ClientAccess {
         }
     }
 
+    /// Whether, under the ACL this client goes by, the client `username` / `client_id` may
+    /// write to `topic` (`check_retain_source`: is a retained message's publisher still
+    /// allowed to have published it?).
+    pub fn permits_write_by(&self, username: Option<&str>, client_id: &str, topic: &str) -> bool {
+        match &self.acl {
+            None => true,
+            Some(acl) => acl
+                .check(username, client_id, topic, Access::Write)
+                .is_allowed(),
+        }
+    }
+
     /// The username, if any.
     pub fn username(&self) -> Option<&str> {
         self.username.as_deref()

@@ -26,6 +26,7 @@ use crate::broker::{Claim, Mail};
 use crate::clock;
 use crate::config::LogTypes;
 use crate::message::Message;
+use crate::router::RetainSource;
 use crate::server::{ListenerSettings, ListenerShared, ServerSettings, Shared, mailbox_capacity};
 use crate::session::{CloseReason, Connection, Event, Session, Violation};
 use crate::tls::{self, CertUsername};
@@ -594,7 +595,15 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
             match event {
                 Event::Connect(connect) => Box::pin(self.on_connect(*connect, mailbox)).await,
                 Event::Publish(message) => {
-                    self.shared.broker.publish(&message);
+                    // check_retain_source: a retained message remembers its publisher.
+                    let source = (message.retain && self.settings.check_retain_source)
+                        .then_some(self.identity.as_ref())
+                        .flatten()
+                        .map(|i| RetainSource {
+                            username: i.username.clone(),
+                            client_id: i.client_id.to_string(),
+                        });
+                    self.shared.broker.publish_from(&message, source);
                 }
                 // Logged as it arrived ("Dropped too large PUBLISH").
                 Event::Dropped(_) => {}
@@ -602,7 +611,24 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
                     let Some(identity) = &self.identity else {
                         continue;
                     };
-                    let retained = self.shared.broker.subscribe(&identity.client_id, &filters);
+                    let access = self
+                        .settings
+                        .check_retain_source
+                        .then_some(self.conn.access())
+                        .flatten();
+                    let retained = self.shared.broker.subscribe_checked(
+                        &identity.client_id,
+                        &filters,
+                        |source, topic| {
+                            access.is_none_or(|a| {
+                                a.permits_write_by(
+                                    source.username.as_deref(),
+                                    &source.client_id,
+                                    topic,
+                                )
+                            })
+                        },
+                    );
                     for delivery in retained {
                         self.conn.deliver(delivery, 0);
                     }

@@ -8,5 +8,5 @@
 mod retained;
 mod tree;
 
-pub use self::retained::RetainedStore;
+pub use self::retained::{RetainSource, RetainedStore};
 pub use self::tree::SubscriptionTree;

@@ -16,10 +16,20 @@ pub struct RetainedStore {
     bytes: usize,
 }
 
+/// Who published a retained message, kept with it for `check_retain_source`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetainSource {
+    /// The publisher's username, if any.
+    pub username: Option<String>,
+    /// The publisher's client identifier.
+    pub client_id: String,
+}
+
 #[derive(Debug, Default)]
 struct Node {
     children: HashMap<Box<str>, Node>,
     message: Option<Arc<Message>>,
+    source: Option<Arc<RetainSource>>,
 }
 
 impl Node {
@@ -48,6 +58,15 @@ impl RetainedStore {
     /// message with an empty payload instead clears the topic [MQTT-3.3.1-10] and is not
     /// stored [MQTT-3.3.1-11]. Returns the message it replaced or removed.
     pub fn insert(&mut self, message: Arc<Message>) -> Option<Arc<Message>> {
+        self.insert_from(message, None)
+    }
+
+    /// As [`insert`](Self::insert), remembering who published the message.
+    pub fn insert_from(
+        &mut self,
+        message: Arc<Message>,
+        source: Option<RetainSource>,
+    ) -> Option<Arc<Message>> {
         if message.payload.is_empty() {
             return self.remove(message.topic.as_str());
         }
@@ -63,6 +82,7 @@ impl RetainedStore {
             node = node.children.entry(level.into()).or_default();
         }
         self.bytes += message.size();
+        node.source = source.map(Arc::new);
         let old = node.message.replace(message);
         match &old {
             Some(old) => self.bytes -= old.size(),
@@ -75,6 +95,7 @@ impl RetainedStore {
     pub fn remove(&mut self, topic: &str) -> Option<Arc<Message>> {
         fn remove_in(node: &mut Node, levels: &[&str]) -> Option<Arc<Message>> {
             let Some((first, rest)) = levels.split_first() else {
+                node.source = None;
                 return node.message.take();
             };
             let child = node.children.get_mut(*first)?;
@@ -104,23 +125,39 @@ impl RetainedStore {
     /// filter without a `$share/` prefix). Filters starting with a wildcard do not match
     /// topics starting with `$` [MQTT-4.7.2-1].
     pub fn for_each_match(&self, filter: &str, mut f: impl FnMut(&Arc<Message>)) {
+        self.for_each_match_with_source(filter, |message, _| f(message));
+    }
+
+    /// As [`for_each_match`](Self::for_each_match), with who published each message (`None`
+    /// when the broker did, or when it was stored without a source).
+    pub fn for_each_match_with_source(
+        &self,
+        filter: &str,
+        mut f: impl FnMut(&Arc<Message>, Option<&RetainSource>),
+    ) {
         let levels: Vec<&str> = filter.split('/').collect();
         walk(&self.root, &levels, true, &mut f);
     }
 }
 
-fn walk(node: &Node, levels: &[&str], top: bool, f: &mut impl FnMut(&Arc<Message>)) {
+type Visit<'a> = dyn FnMut(&Arc<Message>, Option<&RetainSource>) + 'a;
+
+fn visit(node: &Node, f: &mut Visit<'_>) {
+    if let Some(message) = &node.message {
+        f(message, node.source.as_deref());
+    }
+}
+
+fn walk(node: &Node, levels: &[&str], top: bool, f: &mut Visit<'_>) {
     let Some((first, rest)) = levels.split_first() else {
-        if let Some(message) = &node.message {
-            f(message);
-        }
+        visit(node, f);
         return;
     };
     match *first {
         "#" => {
             // `#` matches the parent level too [MQTT-4.7.1-2]: "a/#" matches "a".
-            if !top && let Some(message) = &node.message {
-                f(message);
+            if !top {
+                visit(node, f);
             }
             for (name, child) in &node.children {
                 if top && name.starts_with('$') {
@@ -145,10 +182,8 @@ fn walk(node: &Node, levels: &[&str], top: bool, f: &mut impl FnMut(&Arc<Message
     }
 }
 
-fn every(node: &Node, f: &mut impl FnMut(&Arc<Message>)) {
-    if let Some(message) = &node.message {
-        f(message);
-    }
+fn every(node: &Node, f: &mut Visit<'_>) {
+    visit(node, f);
     for child in node.children.values() {
         every(child, f);
     }

@@ -530,6 +530,12 @@ impl Connection {
         }
     }
 
+    /// What the client may read and write, once connected (`None` also without an ACL
+    /// check configured).
+    pub fn access(&self) -> Option<&ClientAccess> {
+        self.session.as_ref().and_then(|s| s.access.as_ref())
+    }
+
     /// Sets what the client may read and write (when a reload brings a new ACL). Messages
     /// already queued or in flight stay; those that follow are checked against it.
     pub fn set_access(&mut self, access: ClientAccess) {
