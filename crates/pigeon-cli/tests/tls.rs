@@ -17,7 +17,9 @@ use pigeon_test::{
     run_pigeon, signal, wait_until,
 };
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer, DnType,
+    IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams, SerialNumber,
+    date_time_ymd,
 };
 
 const PIGEON: &str = env!("CARGO_BIN_EXE_pigeon");
@@ -61,9 +63,20 @@ impl Ca {
 
     /// A certificate and its key (PEM) for `names` (SANs) with Common Name `cn`.
     fn issue(&self, cn: &str, names: &[&str]) -> (String, String) {
+        self.issue_with(cn, names, |_| {})
+    }
+
+    /// As [`Ca::issue`], with the parameters changed by `edit` (validity, serial number).
+    fn issue_with(
+        &self,
+        cn: &str,
+        names: &[&str],
+        edit: impl FnOnce(&mut CertificateParams),
+    ) -> (String, String) {
         let names: Vec<String> = names.iter().map(|&n| n.to_owned()).collect();
         let mut params = CertificateParams::new(names).unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
+        edit(&mut params);
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         (cert.pem(), key.serialize_pem())
@@ -100,7 +113,17 @@ impl Pki {
 
     /// A client certificate with Common Name `cn`, signed by `ca`: (cert file, key file).
     fn client(&self, ca: &Ca, cn: &str) -> (String, String) {
-        let (cert, key) = ca.issue(cn, &[]);
+        self.client_with(ca, cn, |_| {})
+    }
+
+    /// As [`Pki::client`], with the parameters changed by `edit`.
+    fn client_with(
+        &self,
+        ca: &Ca,
+        cn: &str,
+        edit: impl FnOnce(&mut CertificateParams),
+    ) -> (String, String) {
+        let (cert, key) = ca.issue_with(cn, &[], edit);
         (
             write(self.dir.path(), &format!("{cn}.pem"), &cert),
             write(self.dir.path(), &format!("{cn}.key"), &key),
@@ -471,6 +494,215 @@ fn inconsistent_tls_settings_are_configuration_errors() {
     );
     assert!(
         e.contains(":4: ciphers: no cipher suite rustls offers"),
+        "{e}"
+    );
+}
+
+/// Valid in 2020 only: long expired.
+fn expired(params: &mut CertificateParams) {
+    params.not_before = date_time_ymd(2020, 1, 1);
+    params.not_after = date_time_ymd(2021, 1, 1);
+}
+
+/// `mosquitto_pub` with a client certificate, over TLS checked against `ca_file`.
+fn pub_with_cert(broker: &Broker, ca_file: &str, cert: &str, key: &str) -> std::process::Output {
+    mosquitto_pub(
+        broker,
+        &[
+            "--cafile", ca_file, "--cert", cert, "--key", key, "-t", "t", "-m", "x",
+        ],
+    )
+}
+
+#[test]
+fn an_expired_client_certificate_is_refused() {
+    let pki = Pki::new();
+    let config = format!(
+        "{}cafile {}\nrequire_certificate true\n",
+        pki.server_config(),
+        pki.ca_file
+    );
+    let broker = Broker::start(pigeon(), &config, &[]);
+    let (cert, key) = pki.client_with(&pki.ca, "stale", expired);
+    let out = pub_with_cert(&broker, &pki.ca_file, &cert, &key);
+    assert!(!out.status.success(), "an expired certificate was accepted");
+    assert!(
+        broker.wait_for_log("certificate verify failed: certificate has expired"),
+        "{}",
+        broker.log()
+    );
+    // The same CA's current certificates still get through.
+    let (cert, key) = pki.client(&pki.ca, "fresh");
+    let out = pub_with_cert(&broker, &pki.ca_file, &cert, &key);
+    assert!(out.status.success(), "{out:?}\n{}", broker.log());
+}
+
+#[test]
+fn an_expired_server_certificate_is_refused_by_the_client() {
+    let pki = Pki::new();
+    let (cert, key) = pki
+        .ca
+        .issue_with("localhost", &["localhost", "127.0.0.1"], expired);
+    let cert_file = write(pki.dir.path(), "expired-server.pem", &cert);
+    let key_file = write(pki.dir.path(), "expired-server.key", &key);
+    let config = format!("certfile {cert_file}\nkeyfile {key_file}\n");
+    let broker = Broker::start(pigeon(), &config, &[]);
+    let out = mosquitto_pub(&broker, &["--cafile", &pki.ca_file, "-t", "t", "-m", "x"]);
+    assert!(
+        !out.status.success(),
+        "the client accepted an expired server certificate: {out:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("A TLS error occurred"),
+        "{out:?}"
+    );
+    // OpenSSL's client ends the handshake with an alert that says why.
+    assert!(
+        broker.wait_for_log("failed: the client sent the alert CertificateExpired."),
+        "{}",
+        broker.log()
+    );
+    // --insecure skips only the host name check: expiry is still part of chain verification.
+    let out = mosquitto_pub(
+        &broker,
+        &["--cafile", &pki.ca_file, "--insecure", "-t", "t", "-m", "x"],
+    );
+    assert!(!out.status.success(), "{out:?}");
+}
+
+#[test]
+fn crlfile_refuses_revoked_client_certificates() {
+    let pki = Pki::new();
+    let (revoked_cert, revoked_key) = pki.client_with(&pki.ca, "revoked", |p| {
+        p.serial_number = Some(SerialNumber::from(0x1001_u64));
+    });
+    let (good_cert, good_key) = pki.client_with(&pki.ca, "good", |p| {
+        p.serial_number = Some(SerialNumber::from(0x1002_u64));
+    });
+    let crl = CertificateRevocationListParams {
+        this_update: date_time_ymd(2024, 1, 1),
+        next_update: date_time_ymd(2099, 1, 1),
+        crl_number: SerialNumber::from(1_u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![RevokedCertParams {
+            serial_number: SerialNumber::from(0x1001_u64),
+            revocation_time: date_time_ymd(2024, 1, 1),
+            reason_code: Some(RevocationReason::KeyCompromise),
+            invalidity_date: None,
+        }],
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&pki.ca.issuer)
+    .unwrap();
+    let crl_file = write(pki.dir.path(), "ca.crl", &crl.pem().unwrap());
+    let config = format!(
+        "{}cafile {}\nrequire_certificate true\ncrlfile {crl_file}\n",
+        pki.server_config(),
+        pki.ca_file
+    );
+    let broker = Broker::start(pigeon(), &config, &[]);
+    let out = pub_with_cert(&broker, &pki.ca_file, &revoked_cert, &revoked_key);
+    assert!(!out.status.success(), "a revoked certificate was accepted");
+    assert!(
+        broker.wait_for_log("certificate verify failed: certificate revoked"),
+        "{}",
+        broker.log()
+    );
+    let out = pub_with_cert(&broker, &pki.ca_file, &good_cert, &good_key);
+    assert!(out.status.success(), "{out:?}\n{}", broker.log());
+}
+
+#[test]
+fn capath_reads_every_certificate_in_the_directory() {
+    let pki = Pki::new();
+    let capath = pki.dir.path().join("cas");
+    fs::create_dir(&capath).unwrap();
+    fs::set_permissions(&capath, fs::Permissions::from_mode(0o755)).unwrap();
+    // Plain names, not OpenSSL's `<subject hash>.0`: Pigeon parses every regular file of
+    // the directory and skips what holds no certificate.
+    write(&capath, "test-ca.pem", &pki.ca.pem());
+    write(&capath, "README", "not a certificate\n");
+    let config = format!(
+        "{}capath {}\nrequire_certificate true\n",
+        pki.server_config(),
+        capath.display()
+    );
+    let broker = Broker::start(pigeon(), &config, &[]);
+    let (cert, key) = pki.client(&pki.ca, "by-capath");
+    let out = pub_with_cert(&broker, &pki.ca_file, &cert, &key);
+    assert!(out.status.success(), "{out:?}\n{}", broker.log());
+    let rogue = Ca::new("Rogue CA");
+    let (rogue_cert, rogue_key) = pki.client(&rogue, "mallory");
+    let out = pub_with_cert(&broker, &pki.ca_file, &rogue_cert, &rogue_key);
+    assert!(
+        !out.status.success(),
+        "accepted a certificate of another CA"
+    );
+    assert!(
+        broker.wait_for_log("certificate verify failed: unable to get local issuer"),
+        "{}",
+        broker.log()
+    );
+    // OpenSSL (mosquitto_pub's --capath, and Mosquitto's capath) looks CAs up by subject
+    // hash only: the same directory does not verify the server for it until hashed.
+    let capath_str = capath.display().to_string();
+    let by_capath = || {
+        mosquitto_pub(
+            &broker,
+            &[
+                "--capath",
+                &capath_str,
+                "--cert",
+                &cert,
+                "--key",
+                &key,
+                "-t",
+                "t",
+                "-m",
+                "x",
+            ],
+        )
+    };
+    let out = by_capath();
+    assert!(
+        !out.status.success(),
+        "OpenSSL found a CA under a plain name"
+    );
+    assert!(
+        broker.wait_for_log("failed: the client sent the alert UnknownCA."),
+        "{}",
+        broker.log()
+    );
+    let rehash = Command::new("openssl")
+        .args(["rehash", &capath_str])
+        .status()
+        .expect("openssl");
+    assert!(rehash.success());
+    let out = by_capath();
+    assert!(
+        out.status.success(),
+        "OpenSSL did not find the hashed CA: {out:?}\n{}",
+        broker.log()
+    );
+}
+
+#[test]
+fn capath_without_a_certificate_is_a_configuration_error() {
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let empty = dir.join("empty");
+    fs::create_dir(&empty).unwrap();
+    write(&empty, "README", "nothing here\n");
+    let e = refused(
+        dir,
+        &format!(
+            "listener 18883 127.0.0.1\n{}capath {}\nrequire_certificate true\n",
+            pki.server_config(),
+            empty.display()
+        ),
+    );
+    assert!(
+        e.contains(":4: capath: ") && e.contains("no CA certificate"),
         "{e}"
     );
 }

@@ -80,9 +80,11 @@ impl Verdict {
 }
 
 /// Whether clients may never publish to `topic`, ACL or not: `$SYS` (the broker's own
-/// topics) and `$share` (not a topic name but a subscription prefix), as in Mosquitto 2.0.
+/// topics), `$share` (not a topic name but a subscription prefix) and `$CONTROL` (Mosquitto
+/// 2.0 keeps it for its control plugins and forwards nothing published there), as in
+/// Mosquitto 2.0.
 pub fn reserved_for_writing(topic: &str) -> bool {
-    topic.starts_with("$SYS") || topic.starts_with("$share")
+    topic.starts_with("$SYS") || topic.starts_with("$share") || topic.starts_with("$CONTROL")
 }
 
 /// One rule.
@@ -454,6 +456,20 @@ fn covers(outer: &[&str], inner: &[&str]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reserved_topics_are_never_writable() {
+        for topic in [
+            "$SYS/broker/uptime",
+            "$share/g/t",
+            "$CONTROL/dynamic-security/v1",
+        ] {
+            assert!(reserved_for_writing(topic), "{topic}");
+        }
+        for topic in ["SYS/x", "a/$SYS", "$control/x", "$sys"] {
+            assert!(!reserved_for_writing(topic), "{topic}");
+        }
+    }
 
     const FILE: &str = "\
 # Anonymous clients
