@@ -41,6 +41,9 @@ pub struct Snapshot {
     pub clients_maximum: u64,
     /// Persistent sessions removed by `persistent_client_expiration`.
     pub clients_expired: u64,
+    /// CONNECTs refused for bad credentials or missing authorisation (a Pigeon topic:
+    /// Mosquitto 2.0 has none).
+    pub auth_failures: u64,
     /// MQTT packets of any type received.
     pub messages_received: u64,
     /// MQTT packets of any type sent.
@@ -84,6 +87,7 @@ impl Snapshot {
             clients_connected: get(&c.clients_connected),
             clients_maximum: get(&c.clients_maximum),
             clients_expired: get(&c.clients_expired),
+            auth_failures: get(&c.auth_failures),
             messages_received: get(&c.packets_received),
             messages_sent: get(&c.packets_sent),
             store_count: store_count as u64,
@@ -237,6 +241,10 @@ impl SysTree {
                 s.clients_connected.to_string(),
             ),
             ("$SYS/broker/clients/expired", s.clients_expired.to_string()),
+            (
+                "$SYS/broker/clients/auth_failures",
+                s.auth_failures.to_string(),
+            ),
         ];
         for ((_, topics), loads) in LOADS.iter().zip(&self.loads) {
             for (topic, load) in topics.iter().zip(loads) {
@@ -423,7 +431,7 @@ mod tests {
         };
         let out = tree.update(start, &snapshot);
         // Uptime, 7 client topics, 27 load averages, 14 others.
-        assert_eq!(out.len(), 1 + 7 + 27 + 14);
+        assert_eq!(out.len(), 1 + 8 + 27 + 14);
         assert_eq!(out[0], ("$SYS/broker/uptime", "0 seconds".to_owned()));
         for (topic, expected) in [
             ("$SYS/broker/clients/total", "3"),
