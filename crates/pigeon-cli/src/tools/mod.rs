@@ -1,5 +1,5 @@
-//! `pigeon-pub` and `pigeon-sub`: drop-in replacements for `mosquitto_pub` and
-//! `mosquitto_sub`, sharing their command line, `-d` output and exit codes.
+//! `pigeon-pub`, `pigeon-sub` and `pigeon-rr`: drop-in replacements for `mosquitto_pub`,
+//! `mosquitto_sub` and `mosquitto_rr`, sharing their command line, `-d` output and exit codes.
 
 pub mod debug;
 pub mod format;

@@ -19,6 +19,8 @@ pub enum Tool {
     Pub,
     /// `pigeon-sub`.
     Sub,
+    /// `pigeon-rr`.
+    Rr,
 }
 
 impl Tool {
@@ -27,6 +29,7 @@ impl Tool {
         match self {
             Tool::Pub => "pigeon-pub",
             Tool::Sub => "pigeon-sub",
+            Tool::Rr => "pigeon-rr",
         }
     }
 
@@ -35,6 +38,7 @@ impl Tool {
         match self {
             Tool::Pub => "pigeon_pub",
             Tool::Sub => "pigeon_sub",
+            Tool::Rr => "pigeon_rr",
         }
     }
 }
@@ -218,6 +222,10 @@ pub struct Options {
     pub pretty: bool,
     /// `--random-filter`, a percentage.
     pub random_filter: Option<f64>,
+
+    // pigeon-rr
+    /// `-e`.
+    pub response_topic: Option<String>,
 }
 
 impl Options {
@@ -235,7 +243,12 @@ impl Options {
             username: None,
             password: None,
             debug: false,
-            protocol: Protocol::V311,
+            // mosquitto_rr speaks MQTT 5.0 unless told otherwise.
+            protocol: if tool == Tool::Rr {
+                Protocol::V5
+            } else {
+                Protocol::V311
+            },
             clean: true,
             session_expiry: None,
             qos: QoS::AtMostOnce,
@@ -267,6 +280,7 @@ impl Options {
             timeout: None,
             pretty: false,
             random_filter: None,
+            response_topic: None,
         }
     }
 
@@ -401,6 +415,19 @@ fn commands(tool: Tool) -> &'static [&'static str] {
             "connect",
             "puback",
             "pubrec",
+            "pubcomp",
+            "subscribe",
+            "unsubscribe",
+            "disconnect",
+            "auth",
+            "will",
+        ],
+        Tool::Rr => &[
+            "connect",
+            "publish",
+            "puback",
+            "pubrec",
+            "pubrel",
             "pubcomp",
             "subscribe",
             "unsubscribe",
@@ -664,6 +691,7 @@ pub fn parse(tool: Tool, args: Vec<OsString>) -> Result<Options, Stop> {
     let mut protocol_given = false;
     let is_pub = tool == Tool::Pub;
     let is_sub = tool == Tool::Sub;
+    let is_rr = tool == Tool::Rr;
     // `-x` is checked once the protocol is known.
     let mut expiry: Option<String> = None;
     while let Some(arg) = args.value() {
@@ -807,17 +835,17 @@ pub fn parse(tool: Tool, args: Vec<OsString>) -> Result<Options, Stop> {
             "--help" => return Err(Stop::Help),
 
             // pigeon-pub
-            "-f" | "--file" if is_pub => {
+            "-f" | "--file" if is_pub || is_rr => {
                 let f = need!("file");
                 set_message(&mut o, MessageSource::File(f.into()))?;
             }
             "-l" | "--stdin-line" if is_pub => set_message(&mut o, MessageSource::Lines)?,
-            "-m" | "--message" if is_pub => {
+            "-m" | "--message" if is_pub || is_rr => {
                 let m = need!("message");
                 set_message(&mut o, MessageSource::Message(m.into_bytes()))?;
             }
-            "-n" | "--null-message" if is_pub => set_message(&mut o, MessageSource::Null)?,
-            "-s" | "--stdin-file" if is_pub => set_message(&mut o, MessageSource::Stdin)?,
+            "-n" | "--null-message" if is_pub || is_rr => set_message(&mut o, MessageSource::Null)?,
+            "-s" | "--stdin-file" if is_pub || is_rr => set_message(&mut o, MessageSource::Stdin)?,
             "-r" | "--retain" if is_pub => o.retain = true,
             "--repeat" if is_pub => {
                 let v = need!("count");
@@ -849,16 +877,16 @@ pub fn parse(tool: Tool, args: Vec<OsString>) -> Result<Options, Stop> {
                 );
             }
             "-E" if is_sub => o.exit_after_subscribe = true,
-            "-F" if is_sub => o.format = Some(need!("format")),
-            "-N" if is_sub => o.no_eol = true,
-            "-R" if is_sub => o.no_retained = true,
+            "-F" if is_sub || is_rr => o.format = Some(need!("format")),
+            "-N" if is_sub || is_rr => o.no_eol = true,
+            "-R" if is_sub || is_rr => o.no_retained = true,
             "--retained-only" if is_sub => o.retained_only = true,
             "--remove-retained" if is_sub => o.remove_retained = true,
-            "--retain-as-published" if is_sub => o.retain_as_published = true,
+            "--retain-as-published" if is_sub || is_rr => o.retain_as_published = true,
             "-T" | "--filter-out" if is_sub => o.filter_out.push(need!("topic filter")),
             "-U" | "--unsubscribe" if is_sub => o.unsubscribe.push(need!("unsubscribe topic")),
-            "-v" | "--verbose" if is_sub => o.verbose = true,
-            "-W" if is_sub => {
+            "-v" | "--verbose" if is_sub || is_rr => o.verbose = true,
+            "-W" if is_sub || is_rr => {
                 let v = need!("timeout");
                 o.timeout = Some(
                     v.parse::<u32>()
@@ -867,7 +895,7 @@ pub fn parse(tool: Tool, args: Vec<OsString>) -> Result<Options, Stop> {
                         .ok_or_else(|| Stop::Error(format!("Invalid timeout \"{v}\".")))?,
                 );
             }
-            "--pretty" if is_sub => o.pretty = true,
+            "--pretty" if is_sub || is_rr => o.pretty = true,
             "--random-filter" if is_sub => {
                 let v = need!("chance");
                 o.random_filter = Some(
@@ -881,6 +909,11 @@ pub fn parse(tool: Tool, args: Vec<OsString>) -> Result<Options, Stop> {
                             ))
                         })?,
                 );
+            }
+
+            // pigeon-rr
+            "-e" | "--response-topic" if is_rr => {
+                o.response_topic = Some(need!("response topic"));
             }
             other => return Err(Stop::Error(format!("Unknown option '{other}'."))),
         }
@@ -955,6 +988,27 @@ fn check(o: &mut Options) -> Result<(), Stop> {
             {
                 return Err(Stop::Error(format!(
                     "Invalid publish topic '{t}', does it contain '+' or '#'?"
+                )));
+            }
+        }
+        Tool::Rr => {
+            if o.topics.is_empty() || o.message.is_none() || o.response_topic.is_none() {
+                return Err(Stop::Error(
+                    "All of topic, message, and response topic must be supplied.".to_owned(),
+                ));
+            }
+            if let Some(t) = o.topics.last()
+                && TopicName::try_from(t.as_str()).is_err()
+            {
+                return Err(Stop::Error(format!(
+                    "Invalid publish topic '{t}', does it contain '+' or '#'?"
+                )));
+            }
+            if let Some(t) = &o.response_topic
+                && TopicName::try_from(t.as_str()).is_err()
+            {
+                return Err(Stop::Error(format!(
+                    "Invalid response topic '{t}', does it contain '+' or '#'?"
                 )));
             }
         }

@@ -143,3 +143,45 @@ line; the command line comes after them.
 "
     )
 }
+
+/// `pigeon-rr --help`.
+pub fn rr_usage() -> String {
+    format!(
+        "\
+pigeon-rr sends one request and prints the first response: it subscribes to the response
+topic, publishes the message with that topic as its MQTT 5.0 Response Topic, and exits once
+a message arrives there. It speaks MQTT 5.0 unless -V says otherwise (with 3.1.1 or 3.1 the
+request carries no Response Topic, so the responder must know where to answer).
+
+Usage: pigeon-rr {{[-h host] [-p port] [-u user] [-P password] -t topic | -L URL}}
+                 -e response-topic {{-m message | -f file | -n | -s}}
+                 [-q qos] [-W seconds] [-F format] [--pretty] [-N] [-v] [-R]
+                 [--retain-as-published] [-c] [-k keepalive] [-x session-expiry]
+                 [-i id | -I id-prefix] [-d] [--quiet] [-V version]
+                 [-D command property value]
+                 [--will-topic topic [--will-payload text] [--will-qos qos] [--will-retain]]
+                 [{{--cafile file | --capath dir}} [--cert file --key file] [--insecure]
+                  [--tls-version version] [--tls-use-os-certs]]
+       pigeon-rr --help
+
+Request:
+ -t topic     the topic to send the request on.
+ -e topic     the response topic: subscribed to, and sent as the request's Response Topic.
+ -m text      the request.
+ -f file      the contents of a file as the request.
+ -s           all of standard input as the request.
+ -n           an empty request.
+ -q qos       the QoS of the request and of the subscription: 0 (the default), 1 or 2.
+ -W seconds   give up after this long: \"Timed out\", exit status 27.
+Printing the response (as pigeon-sub prints a message):
+ -v           print the topic, a space, then the payload.
+ -N           no newline after the response.
+ -F format    print the response with this format (see pigeon-sub --help).
+ --pretty     indent %j and %J output.
+ -R           ignore retained messages on the response topic.
+{COMMON}
+Options may also be put in $XDG_CONFIG_HOME/pigeon_rr (or ~/.config/pigeon_rr), one per
+line; the command line comes after them.
+"
+    )
+}
