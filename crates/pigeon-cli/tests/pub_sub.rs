@@ -647,3 +647,64 @@ fn properties_reach_the_subscriber() {
         "{out}"
     );
 }
+
+// mosquitto_sub survives a broker restart: libmosquitto's loop reconnects every second and the
+// connect callback subscribes again. pigeon-sub does the same.
+#[test]
+fn sub_reconnects_and_subscribes_again_after_a_broker_restart() {
+    let port = pigeon_test::free_port().to_string();
+    let start = || {
+        let child = Command::new(PIGEON)
+            .args(["-p", &port])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start pigeon");
+        assert!(
+            wait_until(
+                || std::net::TcpStream::connect(("127.0.0.1", port.parse().unwrap())).is_ok()
+            ),
+            "broker listening"
+        );
+        child
+    };
+    let publish_to = |topic: &str, payload: &str| {
+        Command::new(tool("mosquitto_pub"))
+            .args(["-p", &port, "-t", topic, "-m", payload])
+            .status()
+            .expect("mosquitto_pub")
+            .success()
+    };
+    let mut broker = start();
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let mut sub = Command::new(PIGEON_SUB)
+        .args(["-p", &port, "-t", "x/#", "-v"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start pigeon-sub");
+    let reader = collect(sub.stdout.take().expect("stdout"), &out);
+    let seen = |line: &str| String::from_utf8_lossy(&out.lock().unwrap()).contains(line);
+    assert!(
+        wait_until(|| publish_to("x/1", "before") && seen("x/1 before")),
+        "before the restart"
+    );
+
+    broker.kill().expect("kill the broker");
+    broker.wait().expect("reap the broker");
+    let mut broker = start();
+    assert!(
+        wait_until(|| publish_to("x/2", "after") && seen("x/2 after")),
+        "pigeon-sub got nothing after the restart: {:?}",
+        String::from_utf8_lossy(&out.lock().unwrap())
+    );
+    assert!(
+        sub.try_wait().expect("pigeon-sub status").is_none(),
+        "still running"
+    );
+    let _ = sub.kill();
+    let _ = sub.wait();
+    let _ = broker.kill();
+    let _ = broker.wait();
+    let _ = reader.join();
+}

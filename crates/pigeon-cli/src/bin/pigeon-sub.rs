@@ -222,6 +222,7 @@ async fn run(o: Options, printer: Printer) -> i32 {
     tokio::pin!(deadline);
     // QoS 2 messages wait for their PUBCOMP with -d, as Mosquitto delivers them then.
     let mut held: HashMap<u16, Publish> = HashMap::new();
+    let mut reconnecting = false;
     let code = loop {
         tokio::select! {
             () = &mut deadline, if timeout.is_some() => {
@@ -273,12 +274,21 @@ async fn run(o: Options, printer: Printer) -> i32 {
                         }
                         _ => sub.message(&m),
                     },
-                    Event::Connected(_) => Next::Continue,
+                    // Reconnected after a lost connection: like mosquitto_sub's connect
+                    // callback, subscribe again unless the broker kept the session.
+                    Event::Connected(c) => {
+                        if reconnecting && !c.session_present {
+                            subscribe(&sub.o, &client);
+                        }
+                        reconnecting = false;
+                        Next::Continue
+                    }
                     Event::Disconnected(d) => {
                         if d.reconnect_in.is_none() {
                             session::error(&sub.o, "Error: The connection was lost.");
                             Next::Exit(FAILURE)
                         } else {
+                            reconnecting = true;
                             Next::Continue
                         }
                     }

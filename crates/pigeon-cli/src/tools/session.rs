@@ -6,10 +6,10 @@ use std::io::Write;
 use std::time::Duration;
 
 use bytes::Bytes;
+use pigeon_client::{Backoff, TlsOptions, TlsVersion};
 use pigeon_client::{
     Client, ConnectOptions, DisconnectReason, Error, Events, Protocol, ReasonCode, Transport,
 };
-use pigeon_client::{TlsOptions, TlsVersion};
 
 use super::debug::Debug;
 use super::options::{self, Options, Stop, Tool};
@@ -157,6 +157,11 @@ pub fn connect_options(o: &Options) -> Result<(ConnectOptions, String), String> 
         .connect_timeout(Duration::from_secs(60));
     if let Some(m) = o.max_inflight {
         c = c.max_inflight(m);
+    }
+    if o.tool == Tool::Sub {
+        // mosquitto_sub runs libmosquitto's loop, which reconnects a lost connection every
+        // second and subscribes again; so does pigeon-sub.
+        c = c.reconnect(Backoff::new(Duration::from_secs(1), Duration::from_secs(1)));
     }
     if o.protocol.is_v5() {
         let mut props = o.properties.connect.clone();
