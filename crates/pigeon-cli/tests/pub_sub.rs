@@ -708,3 +708,55 @@ fn sub_reconnects_and_subscribes_again_after_a_broker_restart() {
     let _ = broker.wait();
     let _ = reader.join();
 }
+
+// -A binds the client's end to a local address: the broker sees the connection come from it
+// (any 127.0.0.0/8 address is loopback on Linux).
+#[test]
+fn bind_address_is_the_connections_source() {
+    let b = pigeon_broker();
+    let status = command(PIGEON_PUB, &b)
+        .args(["-A", "127.0.0.2", "-t", "a", "-m", "b"])
+        .status()
+        .expect("pigeon-pub");
+    assert!(status.success());
+    assert!(
+        b.wait_for_log("New connection from 127.0.0.2:"),
+        "{}",
+        b.log()
+    );
+}
+
+// --unix connects through a Unix domain socket, here Debian's mosquitto's `listener 0 PATH`;
+// a message published over TCP reaches the subscriber on the socket.
+#[test]
+fn unix_socket_connections() {
+    let dir = pigeon_test::TempDir::new("unix-socket");
+    let socket = dir.path().join("mqtt.sock");
+    let socket = socket.to_str().expect("utf-8 path");
+    let b = Broker::start(
+        MOSQUITTO,
+        // Mosquitto binds the socket as the user it runs as; stay root for the temp dir.
+        &format!("listener 0 {socket}\nallow_anonymous true\nuser root\n"),
+        &["-v"],
+    );
+    assert!(
+        wait_until(|| std::path::Path::new(socket).exists()),
+        "{}",
+        b.log()
+    );
+    let out = Command::new(PIGEON_SUB)
+        .args(["--unix", socket, "-t", "u/#", "-C", "1", "-v", "-W", "10"])
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("pigeon-sub");
+    assert!(
+        wait_until(|| b.log().contains("Sending SUBACK")),
+        "{}",
+        b.log()
+    );
+    publish(&b, &["-t", "u/1", "-m", "over tcp"]);
+    let output = out.wait_with_output().expect("pigeon-sub output");
+    assert!(output.status.success(), "{output:?}\n{}", b.log());
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "u/1 over tcp\n");
+}

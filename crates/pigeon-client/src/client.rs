@@ -198,7 +198,10 @@ impl Client {
     /// whatever ended the connection before CONNACK.
     pub async fn connect(options: ConnectOptions) -> Result<(Client, Events), Error> {
         let config = options.session_config()?;
-        let connector = options.transport_kind().connector()?;
+        let connector = options
+            .transport_kind()
+            .connector()?
+            .with_local(options.local_end().clone());
         let protocol = config.protocol;
         let (request_capacity, event_capacity) = options.capacities();
         let (commands_tx, commands) = mpsc::channel(request_capacity);

@@ -66,7 +66,7 @@ mod websocket;
 
 pub use crate::client::{Client, Disconnected, Event, Events, Receipt};
 pub use crate::error::Error;
-pub use crate::options::{Backoff, ConnectOptions};
+pub use crate::options::{Backoff, ConnectOptions, LocalEnd};
 pub use crate::state::{DisconnectReason, PublishOutcome, RequestError};
 pub use crate::tls::{TlsError, TlsOptions, TlsVersion};
 pub use crate::transport::Transport;

@@ -1,6 +1,8 @@
 //! [`ConnectOptions`]: everything [`Client::connect`](crate::Client::connect) needs.
 
+use std::net::IpAddr;
 use std::num::{NonZeroU16, NonZeroU32};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -93,6 +95,17 @@ pub struct ConnectOptions {
     request_capacity: usize,
     event_capacity: usize,
     packet_events: bool,
+    local: LocalEnd,
+}
+
+/// Where the client's end of the connection is: a local address to bind (`-A`), or a Unix
+/// domain socket to connect through instead of TCP (`--unix`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalEnd {
+    /// The local IP address to bind before connecting over TCP.
+    pub bind_address: Option<IpAddr>,
+    /// A Unix domain socket to connect to instead of `host:port` (plain MQTT only).
+    pub unix_socket: Option<PathBuf>,
 }
 
 impl ConnectOptions {
@@ -112,6 +125,7 @@ impl ConnectOptions {
             request_capacity: 64,
             event_capacity: 256,
             packet_events: false,
+            local: LocalEnd::default(),
         }
     }
 
@@ -149,8 +163,28 @@ impl ConnectOptions {
         Ok(ServerUrl::parse(url)?.connect_options())
     }
 
-    /// The transport (TCP by default). [`tls`](Self::tls) and [`websocket`](Self::websocket)
-    /// change one part of it.
+    /// Binds the TCP connection to this local address before connecting, like
+    /// `mosquitto_pub -A`.
+    #[must_use]
+    pub fn bind_address(mut self, address: IpAddr) -> Self {
+        self.local.bind_address = Some(address);
+        self
+    }
+
+    /// Connects through the Unix domain socket at `path` instead of TCP (plain MQTT: TLS and
+    /// WebSocket settings are ignored), like `mosquitto_pub --unix`.
+    #[must_use]
+    pub fn unix_socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.local.unix_socket = Some(path.into());
+        self
+    }
+
+    /// The local end: bind address or Unix socket.
+    pub fn local_end(&self) -> &LocalEnd {
+        &self.local
+    }
+
+    /// How the bytes travel (see [`Transport`]).
     #[must_use]
     pub fn transport(mut self, transport: Transport) -> Self {
         self.transport = transport;

@@ -6,13 +6,15 @@
 //! byte stream (MQTT over WebSockets carries the same bytes, section 6).
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream, UnixStream};
 use tokio_rustls::TlsConnector;
 
 use crate::error::Error;
+use crate::options::LocalEnd;
 use crate::tls::{TlsError, TlsOptions};
 use crate::websocket::{self, HandshakeError, WebSocketOptions};
 
@@ -70,6 +72,7 @@ impl Transport {
         Ok(Connector {
             tls,
             websocket: self.websocket_options().cloned().map(Arc::new),
+            local: Arc::new(LocalEnd::default()),
         })
     }
 }
@@ -87,15 +90,53 @@ pub(crate) type BoxedStream = Box<dyn Stream>;
 pub(crate) struct Connector {
     tls: Option<(TlsConnector, Arc<TlsOptions>)>,
     websocket: Option<Arc<WebSocketOptions>>,
+    local: Arc<LocalEnd>,
 }
 
 impl Connector {
+    /// The same, with the client's end of the connection set (bind address, Unix socket).
+    pub(crate) fn with_local(mut self, local: LocalEnd) -> Self {
+        self.local = Arc::new(local);
+        self
+    }
+
+    /// A TCP connection to `host:port`, from the bind address if one is set: each address the
+    /// name resolves to is tried in turn (those of the bind address's family only).
+    async fn tcp(&self, host: &str, port: u16) -> io::Result<TcpStream> {
+        let Some(bind) = self.local.bind_address else {
+            return TcpStream::connect((host, port)).await;
+        };
+        let mut last = io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            format!("{host} has no address of the bind address's family ({bind})"),
+        );
+        for addr in tokio::net::lookup_host((host, port)).await? {
+            if addr.is_ipv4() != bind.is_ipv4() {
+                continue;
+            }
+            let socket = if addr.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
+            socket.bind(SocketAddr::new(bind, 0))?;
+            match socket.connect(addr).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
     /// Connects to `host` (a name or an address) and `port`, trying each address the name
     /// resolves to in turn, then does the TLS and WebSocket handshakes. Their failures come
     /// as [`io::Error`]s carrying a [`TlsError`] or a WebSocket handshake error, which
     /// [`transport_error`] recognises.
     pub(crate) async fn connect(&self, host: &str, port: u16) -> io::Result<BoxedStream> {
-        let tcp = TcpStream::connect((host, port)).await?;
+        if let Some(path) = &self.local.unix_socket {
+            return Ok(Box::new(UnixStream::connect(path).await?));
+        }
+        let tcp = self.tcp(host, port).await?;
         // MQTT packets are small and latency matters more than segment count.
         tcp.set_nodelay(true)?;
         let host_header = host_header(host, port, self.tls.is_some());

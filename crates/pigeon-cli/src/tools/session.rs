@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 use std::io::Write;
+use std::net::{IpAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -86,12 +87,6 @@ fn tls_version(name: &str) -> Option<TlsVersion> {
 
 /// The transport the options ask for, or the message saying what is not supported.
 fn transport(o: &Options) -> Result<Transport, String> {
-    if o.unix.is_some() {
-        return Err("Error: --unix (Unix domain sockets) is not supported yet.".to_owned());
-    }
-    if o.bind_address.is_some() {
-        return Err("Error: -A (bind address) is not supported yet.".to_owned());
-    }
     if o.proxy.is_some() {
         return Err("Error: --proxy (SOCKS5 proxies) is not supported yet.".to_owned());
     }
@@ -158,6 +153,12 @@ pub fn connect_options(o: &Options) -> Result<(ConnectOptions, String), String> 
     if let Some(m) = o.max_inflight {
         c = c.max_inflight(m);
     }
+    if let Some(address) = &o.bind_address {
+        c = c.bind_address(bind_address(address)?);
+    }
+    if let Some(path) = &o.unix {
+        c = c.unix_socket(path.clone());
+    }
     if o.tool == Tool::Sub {
         // mosquitto_sub runs libmosquitto's loop, which reconnects a lost connection every
         // second and subscribes again; so does pigeon-sub.
@@ -191,6 +192,19 @@ pub fn connect_options(o: &Options) -> Result<(ConnectOptions, String), String> 
         }
     }
     Ok((c, id))
+}
+
+/// `-A`: an IP address, or a name resolved to its first address.
+fn bind_address(address: &str) -> Result<IpAddr, String> {
+    if let Ok(ip) = address.parse() {
+        return Ok(ip);
+    }
+    (address, 0)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .map(|a| a.ip())
+        .ok_or_else(|| format!("Error: Unable to resolve bind address {address}."))
 }
 
 /// Mosquitto's wording of an MQTT 3.x CONNACK refusal.

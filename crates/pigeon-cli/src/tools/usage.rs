@@ -7,8 +7,8 @@ Connecting:
  -p port      the broker's port (1883; 8883 with TLS).
  -L url       mqtt://[user[:password]@]host[:port]/topic: user, password, host, port and
               topic in one go (mqtts:// for TLS).
- --unix path  a Unix domain socket instead of TCP (not supported yet).
- -A address   the local address to connect from (not supported yet).
+ --unix path  a Unix domain socket instead of TCP (plain MQTT).
+ -A address   the local address to connect from.
  --nodelay    accepted; pigeon always sends without Nagle's delay.
  --proxy url  a SOCKS5 proxy (not supported yet).
  -S           find the broker with DNS SRV records (not supported yet).
