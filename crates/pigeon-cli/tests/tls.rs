@@ -706,3 +706,61 @@ fn capath_without_a_certificate_is_a_configuration_error() {
         "{e}"
     );
 }
+
+// pigeon-pub and pigeon-sub over TLS with --cafile, and with --cert/--key where the listener
+// requires a client certificate; a CA that did not sign the server is refused.
+#[test]
+fn pigeon_tools_round_trip_over_tls() {
+    let pki = Pki::new();
+    let config = format!(
+        "{}cafile {}\nrequire_certificate true\n",
+        pki.server_config(),
+        pki.ca_file
+    );
+    let broker = Broker::start(pigeon(), &config, &[]);
+    let (cert, key) = pki.client(&pki.ca, "tool");
+    let port = broker.port().to_string();
+    let tls = [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "--cafile",
+        &pki.ca_file,
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+    ];
+    let publish_ok = || {
+        Command::new(env!("CARGO_BIN_EXE_pigeon-pub"))
+            .args(tls)
+            .args(["-t", "tls/1", "-m", "secret", "-q", "1", "-r"])
+            .env("XDG_CONFIG_HOME", "/nonexistent")
+            .status()
+            .expect("pigeon-pub")
+            .success()
+    };
+    // Retained, so that the subscriber started next gets it whenever it subscribes.
+    assert!(publish_ok(), "{}", broker.log());
+    let sub = Command::new(env!("CARGO_BIN_EXE_pigeon-sub"))
+        .args(tls)
+        .args(["-t", "tls/#", "-v", "-C", "1", "-W", "10"])
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("pigeon-sub");
+    let out = sub.wait_with_output().expect("pigeon-sub output");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "tls/1 secret\n");
+
+    // A CA that did not sign the server's certificate: the client refuses the broker.
+    let rogue = Ca::new("Rogue CA");
+    let rogue_file = write(pki.dir.path(), "rogue.pem", &rogue.pem());
+    let status = Command::new(env!("CARGO_BIN_EXE_pigeon-pub"))
+        .args(["-h", "127.0.0.1", "-p", &port, "--cafile", &rogue_file])
+        .args(["--cert", &cert, "--key", &key, "-t", "tls/1", "-m", "x"])
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .status()
+        .expect("pigeon-pub");
+    assert!(!status.success());
+}
