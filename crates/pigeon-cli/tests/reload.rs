@@ -195,9 +195,9 @@ fn a_changed_listener_waits_for_a_restart() {
         b.port()
     );
     assert!(b.wait_for_log(&expected), "{}", b.log());
+    // Logged right after; the log is collected asynchronously, so wait for it too.
     assert!(
-        b.log()
-            .contains("max_connections of the listener on 127.0.0.1:"),
+        b.wait_for_log("max_connections of the listener on 127.0.0.1:"),
         "{}",
         b.log()
     );
