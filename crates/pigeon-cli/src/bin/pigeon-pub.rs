@@ -2,15 +2,15 @@
 //! output, messages and exit codes.
 //!
 //! Differences from `mosquitto_pub` 2.0.11: `-l` skips blank lines (Mosquitto 2.0.11 sends
-//! them as empty messages); `--unix`, `-A`, `--proxy`, `-S`, TLS-PSK and OpenSSL engines are
-//! not supported yet (the program says so and exits with 1).
+//! them as empty messages); `--proxy`, `-S`, TLS-PSK and OpenSSL engines are not supported
+//! (the program says so and exits with 1).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
 use pigeon_cli::tools::debug::Debug;
-use pigeon_cli::tools::options::{MessageSource, Options, Tool};
+use pigeon_cli::tools::options::{Options, Tool};
 use pigeon_cli::tools::session::{self, FAILURE};
 use pigeon_cli::tools::usage;
 use pigeon_client::proto::{PacketType, TopicName};
@@ -20,49 +20,9 @@ use tokio::io::AsyncBufReadExt;
 fn main() -> ExitCode {
     let options = match session::parse_command_line(Tool::Pub, &usage::pub_usage()) {
         Ok(o) => o,
-        Err(code) => return exit(code),
+        Err(code) => return session::exit(code),
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("Error: {e}");
-            return exit(FAILURE);
-        }
-    };
-    exit(runtime.block_on(run(options)))
-}
-
-fn exit(code: i32) -> ExitCode {
-    ExitCode::from(u8::try_from(code).unwrap_or(1))
-}
-
-/// The message to send for `-m`, `-f`, `-s` and `-n`; `None` for `-l`.
-fn load_message(o: &Options) -> Result<Option<Bytes>, i32> {
-    Ok(Some(match &o.message {
-        Some(MessageSource::Message(m)) => Bytes::from(m.clone()),
-        Some(MessageSource::Null) | None => Bytes::new(),
-        Some(MessageSource::File(path)) => match std::fs::read(path) {
-            Ok(data) => Bytes::from(data),
-            Err(_) => {
-                let p = path.display();
-                eprintln!("Error: Unable to open file \"{p}\".\nError loading input file \"{p}\".");
-                return Err(FAILURE);
-            }
-        },
-        Some(MessageSource::Stdin) => {
-            use std::io::Read;
-            let mut data = Vec::new();
-            if let Err(e) = std::io::stdin().read_to_end(&mut data) {
-                eprintln!("Error: unable to read standard input: {e}");
-                return Err(FAILURE);
-            }
-            Bytes::from(data)
-        }
-        Some(MessageSource::Lines) => return Ok(None),
-    }))
+    session::run_to_exit(run(options))
 }
 
 /// Prints the `-d` lines of the client's events until the stream ends.
@@ -80,7 +40,7 @@ async fn print_events(mut events: Events, mut debug: Debug, on: bool) {
 }
 
 async fn run(o: Options) -> i32 {
-    let message = match load_message(&o) {
+    let message = match session::load_message(&o) {
         Ok(m) => m,
         Err(code) => return code,
     };

@@ -7,8 +7,8 @@
 //! request then carries no Response Topic); no Correlation Data is added; after the response
 //! the program leaves without sending DISCONNECT (so a `--will-topic` will is published).
 //! Differences: `-f` sends the file's contents (`mosquitto_rr` 2.0.11 sends an empty
-//! request), and a file that cannot be read is an error (as in `pigeon-pub`); `--unix`, `-A`, `--proxy`, `-S`, TLS-PSK and OpenSSL
-//! engines are not supported yet.
+//! request), and a file that cannot be read is an error (as in `pigeon-pub`); `--proxy`,
+//! `-S`, TLS-PSK and OpenSSL engines are not supported.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pigeon_cli::tools::format::{Format, Printer, Stamp};
-use pigeon_cli::tools::options::{MessageSource, Options, Tool};
+use pigeon_cli::tools::options::{Options, Tool};
 use pigeon_cli::tools::session::{self, FAILURE};
 use pigeon_cli::tools::usage;
 use pigeon_client::proto::properties::SubscribeProperties;
@@ -30,18 +30,18 @@ const TIMED_OUT: i32 = 27;
 fn main() -> ExitCode {
     let options = match session::parse_command_line(Tool::Rr, &usage::rr_usage()) {
         Ok(o) => o,
-        Err(code) => return exit(code),
+        Err(code) => return session::exit(code),
     };
     let format = match options.format.as_deref().map(Format::parse).transpose() {
         Ok(f) => f,
         Err(message) => {
             eprintln!("Error: {message}\n\nUse 'pigeon-rr --help' to see usage.");
-            return exit(FAILURE);
+            return session::exit(FAILURE);
         }
     };
     if options.properties.publish.response_topic.is_some() {
         eprintln!("Error in PUBLISH properties: Duplicate response topic.");
-        return exit(FAILURE);
+        return session::exit(FAILURE);
     }
     let printer = Printer {
         format,
@@ -49,46 +49,7 @@ fn main() -> ExitCode {
         no_eol: options.no_eol,
         pretty: options.pretty,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("Error: {e}");
-            return exit(FAILURE);
-        }
-    };
-    exit(runtime.block_on(run(options, printer)))
-}
-
-fn exit(code: i32) -> ExitCode {
-    ExitCode::from(u8::try_from(code).unwrap_or(1))
-}
-
-/// The request's payload.
-fn load_message(o: &Options) -> Result<Bytes, i32> {
-    Ok(match &o.message {
-        Some(MessageSource::Message(m)) => Bytes::from(m.clone()),
-        Some(MessageSource::Null | MessageSource::Lines) | None => Bytes::new(),
-        Some(MessageSource::File(path)) => match std::fs::read(path) {
-            Ok(data) => Bytes::from(data),
-            Err(_) => {
-                let p = path.display();
-                eprintln!("Error: Unable to open file \"{p}\".\nError loading input file \"{p}\".");
-                return Err(FAILURE);
-            }
-        },
-        Some(MessageSource::Stdin) => {
-            use std::io::Read;
-            let mut data = Vec::new();
-            if let Err(e) = std::io::stdin().read_to_end(&mut data) {
-                eprintln!("Error: unable to read standard input: {e}");
-                return Err(FAILURE);
-            }
-            Bytes::from(data)
-        }
-    })
+    session::run_to_exit(run(options, printer))
 }
 
 /// Prints the response; the exit status.
@@ -134,7 +95,7 @@ fn send_request(o: &Options, client: &Client, payload: Bytes) {
 }
 
 async fn run(o: Options, printer: Printer) -> i32 {
-    let payload = match load_message(&o) {
+    let payload = match session::load_message(&o).map(Option::unwrap_or_default) {
         Ok(p) => p,
         Err(code) => return code,
     };

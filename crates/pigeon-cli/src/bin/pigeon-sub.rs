@@ -3,8 +3,8 @@
 //!
 //! Differences from `mosquitto_sub` 2.0.11: `%j`/`%J` list a message's MQTT 5.0 properties in
 //! the order Pigeon's broker sends them (Mosquitto lists them in the order they arrived);
-//! `--unix`, `-A`, `--proxy`, `-S`, TLS-PSK and OpenSSL engines are not supported yet (the
-//! program says so and exits with 1).
+//! `--proxy`, `-S`, TLS-PSK and OpenSSL engines are not supported (the program says so and
+//! exits with 1).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -31,13 +31,13 @@ fn main() -> ExitCode {
     let usage = usage::sub_usage();
     let options = match session::parse_command_line(Tool::Sub, &usage) {
         Ok(o) => o,
-        Err(code) => return exit(code),
+        Err(code) => return session::exit(code),
     };
     let format = match options.format.as_deref().map(Format::parse).transpose() {
         Ok(f) => f,
         Err(message) => {
             eprintln!("Error: {message}\n\nUse 'pigeon-sub --help' to see usage.");
-            return exit(FAILURE);
+            return session::exit(FAILURE);
         }
     };
     let printer = Printer {
@@ -46,21 +46,7 @@ fn main() -> ExitCode {
         no_eol: options.no_eol,
         pretty: options.pretty,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("Error: {e}");
-            return exit(FAILURE);
-        }
-    };
-    exit(runtime.block_on(run(options, printer)))
-}
-
-fn exit(code: i32) -> ExitCode {
-    ExitCode::from(u8::try_from(code).unwrap_or(1))
+    session::run_to_exit(run(options, printer))
 }
 
 /// Polls `futures` in order (so their requests go out in that order) until all are done.

@@ -2,8 +2,10 @@
 //! command line, connecting, the `-d` lines, and Mosquitto's error messages and exit codes.
 
 use std::ffi::OsString;
+use std::future::Future;
 use std::io::Write;
 use std::net::{IpAddr, ToSocketAddrs};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,10 +15,58 @@ use pigeon_client::{
 };
 
 use super::debug::Debug;
-use super::options::{self, Options, Stop, Tool};
+use super::options::{self, MessageSource, Options, Stop, Tool};
 
 /// Exit status for errors that are not CONNACK refusals (Mosquitto's tools use 1).
 pub const FAILURE: i32 = 1;
+
+/// The process exit status for `code` (Mosquitto's tools exit with small numbers; anything
+/// that does not fit a byte is a failure).
+pub fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// Runs a tool's `main` future on a single-threaded runtime and exits with its status.
+pub fn run_to_exit(main: impl Future<Output = i32>) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => exit(runtime.block_on(main)),
+        Err(e) => {
+            eprintln!("Error: {e}");
+            exit(FAILURE)
+        }
+    }
+}
+
+/// The payload `-m`, `-f`, `-s` or `-n` gives (empty without any); `None` for `-l`, which
+/// sends stdin line by line. A file or standard input that cannot be read is reported as
+/// Mosquitto's tools report it; `Err` holds the exit status.
+pub fn load_message(o: &Options) -> Result<Option<Bytes>, i32> {
+    Ok(Some(match &o.message {
+        Some(MessageSource::Message(m)) => Bytes::from(m.clone()),
+        Some(MessageSource::Null) | None => Bytes::new(),
+        Some(MessageSource::File(path)) => match std::fs::read(path) {
+            Ok(data) => Bytes::from(data),
+            Err(_) => {
+                let p = path.display();
+                eprintln!("Error: Unable to open file \"{p}\".\nError loading input file \"{p}\".");
+                return Err(FAILURE);
+            }
+        },
+        Some(MessageSource::Stdin) => {
+            use std::io::Read;
+            let mut data = Vec::new();
+            if let Err(e) = std::io::stdin().read_to_end(&mut data) {
+                eprintln!("Error: unable to read standard input: {e}");
+                return Err(FAILURE);
+            }
+            Bytes::from(data)
+        }
+        Some(MessageSource::Lines) => return Ok(None),
+    }))
+}
 
 /// Parses the options file and the command line, printing what Mosquitto prints when the tool
 /// is not to run; `Err` holds the exit status.
