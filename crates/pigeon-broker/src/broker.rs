@@ -17,12 +17,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use pigeon_proto::{MqttString, Packet, Protocol, QoS, SubscriptionOptions, TopicFilter};
+use pigeon_proto::properties::SubscriptionId;
+use pigeon_proto::{MqttString, Packet, Protocol, QoS, RetainHandling, TopicFilter};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::message::{Delivery, Message};
 use crate::router::{RetainSource, RetainedStore, SubscriptionTree};
-use crate::session::{Link, OutboundLimits, Pushed, Session};
+use crate::session::{Link, OutboundLimits, Pushed, Session, Subscription, SubscriptionEntry};
 
 /// What the router sends a connected client's task.
 #[derive(Debug)]
@@ -35,6 +36,68 @@ pub enum Mail {
     /// The configuration was reloaded: read the settings again (a client that the new ones
     /// no longer let in is disconnected).
     SettingsChanged,
+    /// The broker is shutting down: close (an MQTT 5.0 client is told so).
+    Shutdown,
+}
+
+/// Who a subscription in the index belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Subscriber {
+    /// A client's own subscription.
+    Client(MqttString),
+    /// A client's membership of a shared subscription, named by its full filter
+    /// (`$share/{group}/{filter}`): each message goes to one member of the group.
+    Shared {
+        /// The shared subscription's full filter.
+        share: MqttString,
+        /// The member.
+        client: MqttString,
+    },
+}
+
+impl Subscriber {
+    fn of(client: &MqttString, filter: &TopicFilter) -> Subscriber {
+        if filter.is_shared() {
+            Subscriber::Shared {
+                share: filter.as_mqtt_string().clone(),
+                client: client.clone(),
+            }
+        } else {
+            Subscriber::Client(client.clone())
+        }
+    }
+}
+
+/// One matching subscription of one client, as routing sees it.
+#[derive(Debug, Clone, Copy)]
+struct Match {
+    qos: QoS,
+    id: Option<SubscriptionId>,
+    retain_as_published: bool,
+}
+
+impl Match {
+    fn of(entry: &SubscriptionEntry) -> Match {
+        Match {
+            qos: entry.0.qos,
+            id: entry.1,
+            retain_as_published: entry.0.retain_as_published,
+        }
+    }
+}
+
+/// The subscriptions of one client that a message matches: the first, and any others.
+#[derive(Debug)]
+struct Matches {
+    first: Match,
+    more: Vec<Match>,
+}
+
+/// A will waiting for its Will Delay Interval (MQTT 5.0, section 3.1.3.2).
+#[derive(Debug)]
+struct PendingWill {
+    message: Arc<Message>,
+    due: Instant,
 }
 
 /// The sending half of a connection's mailbox.
@@ -46,6 +109,12 @@ pub struct RoutingSettings {
     /// `upgrade_outgoing_qos`: deliver at the subscription's QoS even when the message was
     /// published at a lower one (default false).
     pub upgrade_outgoing_qos: bool,
+    /// `allow_duplicate_messages`: an MQTT 5.0 client whose subscriptions overlap gets one
+    /// copy per matching subscription, each with its own Subscription Identifier (default
+    /// true, as Mosquitto 2.0 does); false sends one copy at the highest QoS with every
+    /// matching identifier [MQTT-3.3.4-3..5]. MQTT 3.x clients always get one copy at the
+    /// highest QoS (3.1.1 [MQTT-3.3.5-1]).
+    pub allow_duplicate_messages: bool,
     /// Limits of each session's outbound state.
     pub outbound: OutboundLimits,
 }
@@ -141,6 +210,7 @@ enum Client {
     Online {
         mailbox: Mailbox,
         generation: u64,
+        protocol: Protocol,
     },
     /// A persistent session without a connection, and since when.
     Offline(Box<Session>, Instant),
@@ -163,11 +233,17 @@ pub enum Claim {
 pub struct Broker {
     /// `upgrade_outgoing_qos`, read on every delivery.
     upgrade_outgoing_qos: AtomicBool,
+    /// `allow_duplicate_messages`, read on every delivery.
+    allow_duplicate_messages: AtomicBool,
     /// The limits new sessions get.
     outbound: RwLock<OutboundLimits>,
-    subscriptions: RwLock<SubscriptionTree<MqttString, SubscriptionOptions>>,
+    subscriptions: RwLock<SubscriptionTree<Subscriber, SubscriptionEntry>>,
     retained: RwLock<RetainedStore>,
     clients: Mutex<HashMap<MqttString, Client>>,
+    /// Round-robin positions of the shared subscriptions, by full filter.
+    shared_next: Mutex<HashMap<MqttString, usize>>,
+    /// Wills waiting for their delay, by Client Identifier.
+    wills: Mutex<HashMap<MqttString, PendingWill>>,
     generations: AtomicU64,
     ids: RandomState,
     /// What happened, for `$SYS`.
@@ -185,10 +261,13 @@ impl Broker {
     pub fn new(settings: RoutingSettings) -> Self {
         Broker {
             upgrade_outgoing_qos: AtomicBool::new(settings.upgrade_outgoing_qos),
+            allow_duplicate_messages: AtomicBool::new(settings.allow_duplicate_messages),
             outbound: RwLock::new(settings.outbound),
             subscriptions: RwLock::new(SubscriptionTree::new()),
             retained: RwLock::new(RetainedStore::default()),
             clients: Mutex::new(HashMap::new()),
+            shared_next: Mutex::new(HashMap::new()),
+            wills: Mutex::new(HashMap::new()),
             generations: AtomicU64::new(1),
             ids: RandomState::new(),
             counters: Counters::default(),
@@ -204,6 +283,7 @@ impl Broker {
     pub fn routing_settings(&self) -> RoutingSettings {
         RoutingSettings {
             upgrade_outgoing_qos: self.upgrade_outgoing_qos.load(Ordering::Relaxed),
+            allow_duplicate_messages: self.allow_duplicate_messages.load(Ordering::Relaxed),
             outbound: self.outbound_limits(),
         }
     }
@@ -214,6 +294,8 @@ impl Broker {
     pub fn set_routing_settings(&self, settings: &RoutingSettings) {
         self.upgrade_outgoing_qos
             .store(settings.upgrade_outgoing_qos, Ordering::Relaxed);
+        self.allow_duplicate_messages
+            .store(settings.allow_duplicate_messages, Ordering::Relaxed);
         *self
             .outbound
             .write()
@@ -223,6 +305,16 @@ impl Broker {
     /// Tells every connected client's task that the settings changed ([`Mail::SettingsChanged`]).
     /// A task whose mailbox is full is busy, and reads the settings again before long anyway.
     pub fn notify_settings_changed(&self) {
+        self.notify_all(|| Mail::SettingsChanged);
+    }
+
+    /// Tells every connected client's task that the broker is shutting down
+    /// ([`Mail::Shutdown`]).
+    pub fn notify_shutdown(&self) {
+        self.notify_all(|| Mail::Shutdown);
+    }
+
+    fn notify_all(&self, mail: impl Fn() -> Mail) {
         let mailboxes: Vec<Mailbox> = lock(&self.clients)
             .values()
             .filter_map(|client| match client {
@@ -231,7 +323,7 @@ impl Broker {
             })
             .collect();
         for mailbox in mailboxes {
-            let _ = mailbox.try_send(Mail::SettingsChanged);
+            let _ = mailbox.try_send(mail());
         }
     }
 
@@ -267,11 +359,15 @@ impl Broker {
         mailbox: Mailbox,
         generation: u64,
     ) -> Claim {
+        // A will waiting for its delay is not sent when the client is back in time
+        // [MQTT-3.1.3-9].
+        lock(&self.wills).remove(client_id);
         let previous = lock(&self.clients).insert(
             client_id.clone(),
             Client::Online {
                 mailbox,
                 generation,
+                protocol,
             },
         );
         if !matches!(previous, Some(Client::Online { .. })) {
@@ -281,8 +377,8 @@ impl Broker {
         match previous {
             None => Claim::Fresh(self.new_session(client_id, protocol, clean)),
             Some(Client::Offline(session, _)) if !clean => Claim::Resumed(*session),
-            Some(Client::Offline(session, _)) => {
-                self.drop_subscriptions(&session);
+            Some(Client::Offline(mut session, _)) => {
+                self.end_session(&mut session);
                 Claim::Fresh(self.new_session(client_id, protocol, clean))
             }
             Some(Client::Online { mailbox, .. }) => Claim::TakeOver(mailbox),
@@ -300,8 +396,8 @@ impl Broker {
     ) -> (Session, bool) {
         match old {
             Some(session) if !clean && !session.clean => (session, true),
-            Some(session) => {
-                self.drop_subscriptions(&session);
+            Some(mut session) => {
+                self.end_session(&mut session);
                 (self.new_session(client_id, protocol, clean), false)
             }
             None => (self.new_session(client_id, protocol, clean), false),
@@ -345,32 +441,48 @@ impl Broker {
             session => {
                 entry.remove();
                 drop(clients);
-                if let Some(session) = session {
-                    self.drop_subscriptions(&session);
+                if let Some(mut session) = session {
+                    self.end_session(&mut session);
                 }
             }
         }
         Ok(())
     }
 
-    fn drop_subscriptions(&self, session: &Session) {
-        let mut tree = self
-            .subscriptions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        for (filter, _) in session.subscriptions.values() {
-            tree.remove(filter.filter(), &session.client_id);
+    /// A session ends: its subscriptions leave the index, and what it held from shared
+    /// subscriptions and had not received goes to other members of their groups (MQTT 5.0
+    /// section 4.8.2).
+    pub fn end_session(&self, session: &mut Session) {
+        {
+            let mut tree = self
+                .subscriptions
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            for sub in session.subscriptions.values() {
+                tree.remove(
+                    sub.filter.filter(),
+                    &Subscriber::of(&session.client_id, &sub.filter),
+                );
+            }
+        }
+        for delivery in session.outbound.take_shared() {
+            if let Some(share) = &delivery.shared {
+                self.route_shared(&delivery.message, share);
+            }
         }
     }
 
-    /// Adds `client_id`'s subscriptions to the index and returns, for each, the retained
-    /// messages it matches, as deliveries with the RETAIN flag set [MQTT-3.3.1-8].
+    /// Adds `client_id`'s subscriptions (each with whether it is new) to the index and returns
+    /// the retained messages due, as deliveries with the RETAIN flag set [MQTT-3.3.1-8]: for
+    /// each subscription as its Retain Handling says (0: always, 1: if new, 2: never)
+    /// [MQTT-3.3.1-9], [MQTT-3.3.1-10], [MQTT-3.3.1-11]; none for shared subscriptions
+    /// (section 4.8.2).
     pub fn subscribe(
         &self,
         client_id: &MqttString,
-        filters: &[(TopicFilter, SubscriptionOptions)],
+        subs: &[(Subscription, bool)],
     ) -> Vec<Delivery> {
-        self.subscribe_checked(client_id, filters, |_, _| true)
+        self.subscribe_checked(client_id, subs, |_, _| true)
     }
 
     /// As [`subscribe`](Self::subscribe), leaving out the retained messages for which `keep`,
@@ -379,7 +491,7 @@ impl Broker {
     pub fn subscribe_checked(
         &self,
         client_id: &MqttString,
-        filters: &[(TopicFilter, SubscriptionOptions)],
+        subs: &[(Subscription, bool)],
         keep: impl Fn(&RetainSource, &str) -> bool,
     ) -> Vec<Delivery> {
         {
@@ -387,24 +499,43 @@ impl Broker {
                 .subscriptions
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
-            for (filter, options) in filters {
-                tree.insert(filter.filter(), client_id.clone(), *options);
+            for (sub, _) in subs {
+                tree.insert(
+                    sub.filter.filter(),
+                    Subscriber::of(client_id, &sub.filter),
+                    (sub.options, sub.id),
+                );
             }
         }
+        let now = crate::clock::now();
         let retained = self.retained.read().unwrap_or_else(PoisonError::into_inner);
         let mut out = Vec::new();
-        for (filter, options) in filters {
-            retained.for_each_match_with_source(filter.filter(), |message, source| {
+        for (sub, new) in subs {
+            let wanted = match sub.options.retain_handling {
+                RetainHandling::SendAtSubscribe => true,
+                RetainHandling::SendAtSubscribeIfNew => *new,
+                RetainHandling::DoNotSend => false,
+            };
+            if !wanted || sub.filter.is_shared() {
+                continue;
+            }
+            retained.for_each_match_with_source(sub.filter.filter(), |message, source| {
+                // An expired retained message is not sent [MQTT-3.3.2-5].
+                if message.is_expired(now) {
+                    return;
+                }
                 if let Some(source) = source
                     && !keep(source, message.topic.as_str())
                 {
                     return;
                 }
-                out.push(Delivery {
-                    message: Arc::clone(message),
-                    qos: self.delivery_qos(message.qos, options.qos),
-                    retain: true,
-                });
+                let mut delivery = Delivery::new(
+                    Arc::clone(message),
+                    self.delivery_qos(message.qos, sub.options.qos),
+                    true,
+                );
+                delivery.subscription_ids.extend(sub.id);
+                out.push(delivery);
             });
         }
         out
@@ -417,7 +548,7 @@ impl Broker {
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         for filter in filters {
-            tree.remove(filter.filter(), client_id);
+            tree.remove(filter.filter(), &Subscriber::of(client_id, filter));
         }
     }
 
@@ -431,9 +562,8 @@ impl Broker {
     }
 
     /// Publishes `message`: stores or clears it as retained when its RETAIN flag says so,
-    /// then delivers it to every matching subscriber once, at the highest QoS among that
-    /// client's matching subscriptions (3.1.1 section 3.3.5: overlapping subscriptions).
-    /// Returns the number of deliveries made. (Received PUBLISH packets are counted where they
+    /// then delivers it to every matching subscriber (see [`route`](Self::route)). Returns
+    /// the number of matching subscribers. (Received PUBLISH packets are counted where they
     /// are decoded, [`Counters::packet_received`], so wills and `$SYS` updates are not.)
     pub fn publish(&self, message: &Arc<Message>) -> usize {
         self.publish_from(message, None)
@@ -449,69 +579,242 @@ impl Broker {
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert_from(Arc::clone(message), source);
         }
-        // Forwarded messages carry RETAIN 0 [MQTT-3.3.1-9].
-        self.route(message, false)
+        self.route(message)
     }
 
-    /// Delivers `message` to its subscribers with this RETAIN flag; returns the number of
-    /// deliveries.
-    pub fn route(&self, message: &Arc<Message>, retain: bool) -> usize {
-        let mut targets: HashMap<MqttString, QoS> = HashMap::new();
+    /// Delivers `message` to its subscribers; returns how many matched (clients, and shared
+    /// subscription groups), whether or not a delivery was dropped.
+    ///
+    /// Forwarded messages carry RETAIN 0 [MQTT-3.3.1-9], unless the subscription asked for
+    /// Retain As Published [MQTT-3.3.1-12]. A subscription with No Local does not get its own
+    /// client's messages [MQTT-3.8.3-3]. A client whose subscriptions overlap gets what
+    /// `allow_duplicate_messages` says; each delivery carries the identifiers of the
+    /// subscriptions it stands for [MQTT-3.3.4-3]. A shared subscription delivers each
+    /// message to one member, in turn (section 4.8.2).
+    pub fn route(&self, message: &Arc<Message>) -> usize {
+        let mut direct: HashMap<MqttString, Matches> = HashMap::new();
+        let mut shared: HashMap<MqttString, Vec<(MqttString, Match)>> = HashMap::new();
         {
             let tree = self
                 .subscriptions
                 .read()
                 .unwrap_or_else(PoisonError::into_inner);
-            tree.for_each_match(message.topic.as_str(), |client, options| {
-                let qos = self.delivery_qos(message.qos, options.qos);
-                targets
-                    .entry(client.clone())
-                    .and_modify(|q| *q = (*q).max(qos))
-                    .or_insert(qos);
-            });
+            tree.for_each_match(
+                message.topic.as_str(),
+                |subscriber, entry| match subscriber {
+                    Subscriber::Client(client) => {
+                        if entry.0.no_local && message.origin.as_ref() == Some(client) {
+                            return;
+                        }
+                        let m = Match::of(entry);
+                        match direct.entry(client.clone()) {
+                            Entry::Occupied(mut e) => e.get_mut().more.push(m),
+                            Entry::Vacant(e) => {
+                                e.insert(Matches {
+                                    first: m,
+                                    more: Vec::new(),
+                                });
+                            }
+                        }
+                    }
+                    Subscriber::Shared { share, client } => shared
+                        .entry(share.clone())
+                        .or_default()
+                        .push((client.clone(), Match::of(entry))),
+                },
+            );
         }
-        if targets.is_empty() {
+        let matched = direct.len() + shared.len();
+        if matched == 0 {
             return 0;
         }
-        let mut clients = lock(&self.clients);
+        let duplicates = self.allow_duplicate_messages.load(Ordering::Relaxed);
         let mut delivered = 0;
-        for (client_id, qos) in targets {
-            let delivery = Delivery {
-                message: Arc::clone(message),
-                qos,
-                retain,
-            };
-            let accepted = match clients.get_mut(&client_id) {
-                Some(Client::Online { mailbox, .. }) => {
-                    mailbox.try_send(Mail::Deliver(delivery)).is_ok()
-                }
-                Some(Client::Offline(session, _)) => {
-                    // Checked against the client's ACL as it would be online.
-                    if let Some(access) = &session.access
-                        && !access.may_read(message.topic.as_str())
-                    {
-                        continue;
+        let mut dropped = 0;
+        {
+            let mut clients = lock(&self.clients);
+            for (client_id, matches) in direct {
+                let Some(client) = clients.get_mut(&client_id) else {
+                    continue;
+                };
+                let v5 = match client {
+                    Client::Online { protocol, .. } => protocol.is_v5(),
+                    Client::Offline(session, _) => session.protocol.is_v5(),
+                };
+                for delivery in self.deliveries(message, &matches, v5 && duplicates) {
+                    match Self::hand_over(client, delivery) {
+                        Some(true) => delivered += 1,
+                        Some(false) => dropped += 1,
+                        None => {}
                     }
-                    !matches!(
-                        session.outbound.push(delivery, Link::Offline),
-                        Pushed::Dropped
-                    )
                 }
-                None => continue,
-            };
-            if accepted {
-                delivered += 1;
-            } else {
-                self.counters
-                    .messages_dropped
-                    .fetch_add(1, Ordering::Relaxed);
             }
         }
-        drop(clients);
+        for (share, members) in shared {
+            match self.deliver_shared(message, &share, &members) {
+                Some(true) => delivered += 1,
+                Some(false) => dropped += 1,
+                None => {}
+            }
+        }
         self.counters
             .messages_sent
-            .fetch_add(delivered as u64, Ordering::Relaxed);
-        delivered
+            .fetch_add(delivered, Ordering::Relaxed);
+        self.counters
+            .messages_dropped
+            .fetch_add(dropped, Ordering::Relaxed);
+        matched
+    }
+
+    /// The deliveries of `message` to one client whose subscriptions `matches` match it.
+    fn deliveries(
+        &self,
+        message: &Arc<Message>,
+        matches: &Matches,
+        one_per_match: bool,
+    ) -> Vec<Delivery> {
+        let single = |m: &Match| {
+            let mut d = Delivery::new(
+                Arc::clone(message),
+                self.delivery_qos(message.qos, m.qos),
+                message.retain && m.retain_as_published,
+            );
+            d.subscription_ids.extend(m.id);
+            d
+        };
+        if matches.more.is_empty() || one_per_match {
+            return std::iter::once(&matches.first)
+                .chain(&matches.more)
+                .map(single)
+                .collect();
+        }
+        // One copy: the highest QoS [MQTT-3.3.4-2], every identifier [MQTT-3.3.4-3].
+        let mut d = single(&matches.first);
+        for m in &matches.more {
+            d.qos = d.qos.max(self.delivery_qos(message.qos, m.qos));
+            d.retain |= message.retain && m.retain_as_published;
+            d.subscription_ids.extend(m.id);
+        }
+        vec![d]
+    }
+
+    /// Hands `delivery` to a client: to its connection's mailbox, or to its stored session.
+    /// `Some(true)` when accepted, `Some(false)` when dropped (a full queue or mailbox),
+    /// `None` when the client may not read it.
+    fn hand_over(client: &mut Client, delivery: Delivery) -> Option<bool> {
+        match client {
+            Client::Online { mailbox, .. } => {
+                Some(mailbox.try_send(Mail::Deliver(delivery)).is_ok())
+            }
+            Client::Offline(session, _) => {
+                // Checked against the client's ACL as it would be online.
+                if let Some(access) = &session.access
+                    && !access.may_read(delivery.message.topic.as_str())
+                {
+                    return None;
+                }
+                Some(!matches!(
+                    session
+                        .outbound
+                        .push(delivery, Link::Offline, crate::clock::now()),
+                    Pushed::Dropped
+                ))
+            }
+        }
+    }
+
+    /// Delivers `message` to one member of the shared subscription `share`: the next
+    /// connected member in turn whose mailbox takes it, else the first member with a stored
+    /// session (it queues there).
+    fn deliver_shared(
+        &self,
+        message: &Arc<Message>,
+        share: &MqttString,
+        members: &[(MqttString, Match)],
+    ) -> Option<bool> {
+        let n = members.len();
+        let start = {
+            let mut next = lock(&self.shared_next);
+            let slot = next.entry(share.clone()).or_insert(0);
+            let start = *slot % n;
+            *slot = start + 1;
+            start
+        };
+        let make = |m: &Match| {
+            let mut d = Delivery::new(
+                Arc::clone(message),
+                self.delivery_qos(message.qos, m.qos),
+                message.retain && m.retain_as_published,
+            );
+            d.subscription_ids.extend(m.id);
+            d.shared = Some(share.clone());
+            d
+        };
+        let mut clients = lock(&self.clients);
+        let order = (0..n).map(|i| &members[(start + i) % n]);
+        for (client_id, m) in order.clone() {
+            if let Some(Client::Online { mailbox, .. }) = clients.get(client_id)
+                && mailbox.try_send(Mail::Deliver(make(m))).is_ok()
+            {
+                return Some(true);
+            }
+        }
+        for (client_id, m) in order {
+            if let Some(client @ Client::Offline(..)) = clients.get_mut(client_id) {
+                return Self::hand_over(client, make(m));
+            }
+        }
+        Some(false)
+    }
+
+    /// Delivers `message` again through the shared subscription `share`, to whichever member
+    /// is next (a departed member's undelivered message).
+    fn route_shared(&self, message: &Arc<Message>, share: &MqttString) {
+        let mut members = Vec::new();
+        {
+            let tree = self
+                .subscriptions
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            tree.for_each_match(message.topic.as_str(), |subscriber, entry| {
+                if let Subscriber::Shared { share: s, client } = subscriber
+                    && s == share
+                {
+                    members.push((client.clone(), Match::of(entry)));
+                }
+            });
+        }
+        if !members.is_empty() {
+            self.deliver_shared(message, share, &members);
+        }
+    }
+
+    /// Holds `message`, the will of `client_id`, until `due` (its Will Delay Interval, or the
+    /// end of its session if sooner) [MQTT-3.1.3-9]. A will already waiting for the client is
+    /// replaced.
+    pub fn schedule_will(&self, client_id: &MqttString, message: Arc<Message>, due: Instant) {
+        lock(&self.wills).insert(client_id.clone(), PendingWill { message, due });
+    }
+
+    /// Publishes the wills whose time has come; returns how many.
+    pub fn publish_due_wills(&self, now: Instant) -> usize {
+        let due: Vec<Arc<Message>> = lock(&self.wills)
+            .extract_if(|_, w| w.due <= now)
+            .map(|(_, w)| w.message)
+            .collect();
+        for message in &due {
+            self.publish(message);
+        }
+        due.len()
+    }
+
+    /// Whether wills wait for their delay, or sessions for their client (the housekeeping
+    /// task has something to watch).
+    pub fn has_timers(&self) -> bool {
+        !lock(&self.wills).is_empty()
+            || lock(&self.clients)
+                .values()
+                .any(|c| matches!(c, Client::Offline(..)))
     }
 
     /// Clients with a session (connected or not).
@@ -527,26 +830,36 @@ impl Broker {
             .len()
     }
 
-    /// Removes the persistent sessions whose client has been away longer than `max_age`
-    /// (`persistent_client_expiration`), with their subscriptions and queued messages;
-    /// returns their Client Identifiers.
-    pub fn expire_sessions(&self, now: Instant, max_age: Duration) -> Vec<MqttString> {
+    /// Removes the sessions whose client has been away longer than their Session Expiry
+    /// Interval, or than `max_age` (`persistent_client_expiration`) where that is set, with
+    /// their subscriptions and queued messages; a will waiting for such a session is
+    /// published now [MQTT-3.1.3-9]. Returns their Client Identifiers.
+    pub fn expire_sessions(&self, now: Instant, max_age: Option<Duration>) -> Vec<MqttString> {
         let expired: Vec<Box<Session>> = lock(&self.clients)
-            .extract_if(|_, client| {
-                matches!(client, Client::Offline(_, since)
-                    if now.saturating_duration_since(*since) > max_age)
+            .extract_if(|_, client| match client {
+                Client::Offline(session, since) => {
+                    let away = now.saturating_duration_since(*since);
+                    session.expiry.is_some_and(|e| away >= e)
+                        || max_age.is_some_and(|max| away > max)
+                }
+                Client::Online { .. } => false,
             })
             .filter_map(|(_, client)| match client {
                 Client::Offline(session, _) => Some(session),
                 Client::Online { .. } => None,
             })
             .collect();
-        let ids = expired.iter().map(|s| s.client_id.clone()).collect();
-        for session in &expired {
-            self.drop_subscriptions(session);
+        let mut ids = Vec::with_capacity(expired.len());
+        for mut session in expired {
+            self.end_session(&mut session);
             self.counters
                 .clients_expired
                 .fetch_add(1, Ordering::Relaxed);
+            let will = lock(&self.wills).remove(&session.client_id);
+            if let Some(will) = will {
+                self.publish(&will.message);
+            }
+            ids.push(session.client_id);
         }
         ids
     }
@@ -581,7 +894,8 @@ impl Broker {
 mod tests {
     use bytes::Bytes;
     use pigeon_proto::TopicName;
-    use pigeon_proto::properties::PublishProperties;
+
+    use pigeon_proto::SubscriptionOptions;
 
     use super::*;
     use crate::clock;
@@ -589,6 +903,7 @@ mod tests {
     fn broker() -> Broker {
         Broker::new(RoutingSettings {
             upgrade_outgoing_qos: false,
+            allow_duplicate_messages: true,
             outbound: OutboundLimits::default(),
         })
     }
@@ -598,19 +913,22 @@ mod tests {
     }
 
     fn message(t: &str, qos: QoS, retain: bool, payload: &'static [u8]) -> Arc<Message> {
-        Arc::new(Message {
-            topic: TopicName::from_string(id(t)).expect("valid topic"),
-            payload: Bytes::from_static(payload),
+        Arc::new(Message::new(
+            TopicName::from_string(id(t)).expect("valid topic"),
+            Bytes::from_static(payload),
             qos,
             retain,
-            properties: PublishProperties::default(),
-        })
+        ))
     }
 
-    fn filter(f: &str, qos: QoS) -> (TopicFilter, SubscriptionOptions) {
+    fn filter(f: &str, qos: QoS) -> (Subscription, bool) {
         (
-            TopicFilter::from_string(id(f)).expect("valid filter"),
-            SubscriptionOptions::new(qos),
+            Subscription {
+                filter: TopicFilter::from_string(id(f)).expect("valid filter"),
+                options: SubscriptionOptions::new(qos),
+                id: None,
+            },
+            true,
         )
     }
 
@@ -626,7 +944,7 @@ mod tests {
         b.subscribe(&id(client), std::slice::from_ref(&sub));
         session
             .subscriptions
-            .insert(sub.0.as_mqtt_string().clone(), sub);
+            .insert(sub.0.filter.as_mqtt_string().clone(), sub.0);
         b.release(&id(client), generation, Some(session), at)
             .expect("still owns its identifier");
     }
@@ -658,8 +976,11 @@ mod tests {
         subscribe_and_leave(&b, "old", "x/#", t0);
         subscribe_and_leave(&b, "new", "y/#", t0 + Duration::from_secs(3000));
         let hour = Duration::from_secs(3600);
-        assert!(b.expire_sessions(t0 + hour, hour).is_empty(), "not yet");
-        let expired = b.expire_sessions(t0 + hour + Duration::from_secs(1), hour);
+        assert!(
+            b.expire_sessions(t0 + hour, Some(hour)).is_empty(),
+            "not yet"
+        );
+        let expired = b.expire_sessions(t0 + hour + Duration::from_secs(1), Some(hour));
         assert_eq!(expired, [id("old")]);
         assert_eq!(b.client_count(), 1);
         assert_eq!(b.counters.clients_expired.load(Ordering::Relaxed), 1);
@@ -675,6 +996,7 @@ mod tests {
         subscribe_and_leave(&b, "before", "a", t0);
         let reloaded = RoutingSettings {
             upgrade_outgoing_qos: true,
+            allow_duplicate_messages: true,
             outbound: OutboundLimits {
                 max_inflight_messages: 1,
                 max_queued_messages: 1,

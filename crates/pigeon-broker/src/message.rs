@@ -1,10 +1,11 @@
 //! Application messages as the broker holds them.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use pigeon_proto::properties::PublishProperties;
-use pigeon_proto::{PacketId, Publish, QoS, TopicName};
+use pigeon_proto::properties::{PublishProperties, SubscriptionId};
+use pigeon_proto::{MqttString, PacketId, Publish, QoS, TopicName};
 
 /// A message as received from its publisher, shared by every subscriber it reaches.
 ///
@@ -21,22 +22,51 @@ pub struct Message {
     /// The RETAIN flag it was published with.
     pub retain: bool,
     /// MQTT 5.0 properties forwarded to subscribers (Topic Alias and Subscription Identifiers
-    /// are per connection and never stored here).
+    /// are per connection and never stored here; the Message Expiry Interval is replaced by
+    /// what is left of it when the message is sent [MQTT-3.3.2-6]).
     pub properties: PublishProperties,
+    /// When the message expires (its Message Expiry Interval counted from its arrival);
+    /// `None` for a message that does not.
+    pub expires_at: Option<Instant>,
+    /// The Client Identifier of the client that published it (for No Local); `None` for
+    /// messages of the broker's own.
+    pub origin: Option<MqttString>,
 }
 
 impl Message {
-    /// Takes the message out of a decoded PUBLISH.
-    pub fn from_publish(publish: Publish) -> Arc<Message> {
+    /// A message of the broker's own (a `$SYS` value, a will): no expiry, no origin.
+    pub fn new(topic: TopicName, payload: Bytes, qos: QoS, retain: bool) -> Message {
+        Message {
+            topic,
+            payload,
+            qos,
+            retain,
+            properties: PublishProperties::default(),
+            expires_at: None,
+            origin: None,
+        }
+    }
+
+    /// Takes the message out of a decoded PUBLISH from `origin`, received at `now`.
+    pub fn from_publish(
+        publish: Publish,
+        origin: Option<MqttString>,
+        now: Instant,
+    ) -> Arc<Message> {
         let mut properties = publish.properties;
         properties.topic_alias = None;
         properties.subscription_identifiers.clear();
+        let expires_at = properties
+            .message_expiry_interval
+            .and_then(|secs| now.checked_add(Duration::from_secs(u64::from(secs))));
         Arc::new(Message {
             topic: publish.topic,
             payload: publish.payload,
             qos: publish.qos,
             retain: publish.retain,
             properties,
+            expires_at,
+            origin,
         })
     }
 
@@ -44,6 +74,21 @@ impl Message {
     /// `max_inflight_bytes`): its payload, as Mosquitto counts it.
     pub fn size(&self) -> usize {
         self.payload.len()
+    }
+
+    /// Whether the message has expired by `now` [MQTT-3.3.2-5].
+    pub fn is_expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
+
+    /// What is left of its Message Expiry Interval at `now`, in whole seconds rounded up (so
+    /// that a message still alive is never sent with 0).
+    pub fn remaining_expiry(&self, now: Instant) -> Option<u32> {
+        self.expires_at.map(|at| {
+            let left = at.saturating_duration_since(now);
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            u32::try_from(secs).unwrap_or(u32::MAX).max(1)
+        })
     }
 }
 
@@ -56,18 +101,40 @@ pub struct Delivery {
     pub qos: QoS,
     /// The RETAIN flag as sent to this subscriber.
     pub retain: bool,
+    /// The Subscription Identifiers of the subscriptions it matched [MQTT-3.3.4-3].
+    pub subscription_ids: Vec<SubscriptionId>,
+    /// The shared subscription (`$share/{group}/{filter}`) it was delivered through, if any: a
+    /// message left unacknowledged when the session ends goes to another member of the group.
+    pub shared: Option<MqttString>,
 }
 
 impl Delivery {
-    /// The PUBLISH that carries this delivery.
-    pub fn to_publish(&self, packet_id: Option<PacketId>, dup: bool) -> Publish {
+    /// A delivery of `message` at `qos` with this RETAIN flag, through a plain subscription
+    /// without an identifier.
+    pub fn new(message: Arc<Message>, qos: QoS, retain: bool) -> Delivery {
+        Delivery {
+            message,
+            qos,
+            retain,
+            subscription_ids: Vec::new(),
+            shared: None,
+        }
+    }
+
+    /// The PUBLISH that carries this delivery, sent at `now`.
+    pub fn to_publish(&self, packet_id: Option<PacketId>, dup: bool, now: Instant) -> Publish {
+        let mut properties = self.message.properties.clone();
+        properties.message_expiry_interval = self.message.remaining_expiry(now);
+        properties
+            .subscription_identifiers
+            .clone_from(&self.subscription_ids);
         Publish {
             dup,
             qos: self.qos,
             retain: self.retain,
             topic: self.message.topic.clone(),
             packet_id,
-            properties: self.message.properties.clone(),
+            properties,
             payload: self.message.payload.clone(),
         }
     }

@@ -63,6 +63,7 @@ impl Default for ServerSettings {
             ],
             routing: RoutingSettings {
                 upgrade_outgoing_qos: false,
+                allow_duplicate_messages: true,
                 outbound: OutboundLimits::default(),
             },
             max_packet_size: Decoder::MAX_PACKET_SIZE,
@@ -275,7 +276,7 @@ impl Server {
             ));
         }
         // Both run even when their setting turns them off: a reload may turn them on.
-        tasks.push(tokio::spawn(expire_sessions(Arc::clone(&shared))));
+        tasks.push(tokio::spawn(housekeeping(Arc::clone(&shared))));
         tasks.push(tokio::spawn(sys::run(Arc::clone(&shared))));
         Ok(Server {
             shared,
@@ -297,6 +298,8 @@ impl Server {
     /// Runs until `shutdown` completes, then stops accepting.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
         shutdown.await;
+        // MQTT 5.0 clients are told (DISCONNECT 0x8B) before the connections close.
+        self.shared.broker.notify_shutdown();
         for task in &self.tasks {
             task.abort();
         }
@@ -305,41 +308,21 @@ impl Server {
     }
 }
 
-/// Removes persistent sessions whose client has been away longer than
-/// `persistent_client_expiration`, checking often enough that none outlives its expiry by more
-/// than a tenth of it (at most a minute). Idle while the setting is off; a reload that changes
-/// it takes effect at once.
-async fn expire_sessions(shared: Arc<Shared>) {
-    let mut settings = shared.settings.subscribe();
+/// Once a second: publishes the wills whose Will Delay Interval has passed, and removes the
+/// sessions whose client has been away longer than their Session Expiry Interval or
+/// `persistent_client_expiration` (read afresh each time, so a reload applies at once).
+async fn housekeeping(shared: Arc<Shared>) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let expiration = settings.borrow_and_update().persistent_client_expiration;
-        let Some(max_age) = expiration else {
-            if settings.changed().await.is_err() {
-                return;
-            }
-            continue;
-        };
-        let period = (max_age / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
-        let mut ticker = tokio::time::interval(period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {
-                    for client_id in shared.broker.expire_sessions(clock::now(), max_age) {
-                        shared
-                            .log
-                            .notice(format_args!("Expiring client {client_id} due to timeout."));
-                    }
-                }
-                changed = settings.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    if settings.borrow().persistent_client_expiration != expiration {
-                        break;
-                    }
-                }
-            }
+        ticker.tick().await;
+        let now = clock::now();
+        shared.broker.publish_due_wills(now);
+        let max_age = shared.settings.load().persistent_client_expiration;
+        for client_id in shared.broker.expire_sessions(now, max_age) {
+            shared
+                .log
+                .notice(format_args!("Expiring client {client_id} due to timeout."));
         }
     }
 }
@@ -350,14 +333,14 @@ fn publish_log_line(broker: &Broker, topic: &str, line: &str) {
     let Ok(topic) = pigeon_proto::TopicName::try_from(topic) else {
         return;
     };
-    let mut message = Message {
+    let mut message = Message::new(
         topic,
-        payload: bytes::Bytes::copy_from_slice(line.as_bytes()),
-        qos: pigeon_proto::QoS::ExactlyOnce,
-        retain: false,
-        properties: Default::default(),
-    };
+        bytes::Bytes::copy_from_slice(line.as_bytes()),
+        pigeon_proto::QoS::ExactlyOnce,
+        false,
+    );
     message.properties.message_expiry_interval = Some(20);
+    message.expires_at = clock::now().checked_add(Duration::from_secs(20));
     broker.publish(&Arc::new(message));
 }
 

@@ -96,6 +96,10 @@ impl ServerSettings {
                 message_size_limit: config.message_size_limit.map_or(0, |n| n.get() as usize),
                 connect_timeout: config.connect_timeout,
                 acl_subscribe_check: security.acl_subscribe_check,
+                max_topic_alias: listener.max_topic_alias,
+                max_keepalive: config.max_keepalive,
+                receive_maximum: config.max_inflight_messages,
+                max_packet_size: config.max_packet_size,
             };
             for (addr, optional) in
                 addresses(&listener.bind, listener.port, listener.socket_domain)?
@@ -131,6 +135,7 @@ impl ServerSettings {
             listeners,
             routing: RoutingSettings {
                 upgrade_outgoing_qos: config.upgrade_outgoing_qos,
+                allow_duplicate_messages: config.allow_duplicate_messages,
                 outbound,
             },
             max_packet_size: config

@@ -383,13 +383,12 @@ pub async fn run(shared: Arc<Shared>) {
 
 /// Publishes one `$SYS` message, retained, at QoS 0.
 fn publish(broker: &Broker, (topic, payload): SysMessage) {
-    broker.publish(&Arc::new(Message {
-        topic: TopicName::from_static(topic),
-        payload: Bytes::from(payload),
-        qos: QoS::AtMostOnce,
-        retain: true,
-        properties: Default::default(),
-    }));
+    broker.publish(&Arc::new(Message::new(
+        TopicName::from_static(topic),
+        Bytes::from(payload),
+        QoS::AtMostOnce,
+        true,
+    )));
 }
 
 #[cfg(test)]

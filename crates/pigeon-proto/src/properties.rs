@@ -370,22 +370,28 @@ property_set! {
 }
 
 property_set! {
-    /// Properties of CONNACK (section 3.2.2.3).
+    /// Properties of CONNACK (section 3.2.2.3), encoded in the order Mosquitto sends them.
     ConnAckProperties for ConnAck {
-        one /// Session Expiry Interval (0x11), seconds.
-            session_expiry_interval: u32 = 0x11,
-        one /// Receive Maximum (0x21).
-            receive_maximum: NonZeroU16 = 0x21,
-        one /// Maximum QoS (0x24): 0 or 1; absent means 2.
-            maximum_qos: QoS = 0x24,
+        one /// Topic Alias Maximum (0x22).
+            topic_alias_maximum: u16 = 0x22,
+        one /// Server Keep Alive (0x13), seconds.
+            server_keep_alive: u16 = 0x13,
+        one /// Assigned Client Identifier (0x12).
+            assigned_client_identifier: MqttString = 0x12,
+        one /// Authentication Method (0x15).
+            authentication_method: MqttString = 0x15,
+        one /// Authentication Data (0x16).
+            authentication_data: Bytes = 0x16,
         one /// Retain Available (0x25).
             retain_available: bool = 0x25,
         one /// Maximum Packet Size (0x27).
             maximum_packet_size: NonZeroU32 = 0x27,
-        one /// Assigned Client Identifier (0x12).
-            assigned_client_identifier: MqttString = 0x12,
-        one /// Topic Alias Maximum (0x22).
-            topic_alias_maximum: u16 = 0x22,
+        one /// Receive Maximum (0x21).
+            receive_maximum: NonZeroU16 = 0x21,
+        one /// Maximum QoS (0x24): 0 or 1; absent means 2.
+            maximum_qos: QoS = 0x24,
+        one /// Session Expiry Interval (0x11), seconds.
+            session_expiry_interval: u32 = 0x11,
         one /// Reason String (0x1F).
             reason_string: MqttString = 0x1F,
         one /// Wildcard Subscription Available (0x28).
@@ -394,16 +400,10 @@ property_set! {
             subscription_identifiers_available: bool = 0x29,
         one /// Shared Subscription Available (0x2A).
             shared_subscription_available: bool = 0x2A,
-        one /// Server Keep Alive (0x13), seconds.
-            server_keep_alive: u16 = 0x13,
         one /// Response Information (0x1A).
             response_information: MqttString = 0x1A,
         one /// Server Reference (0x1C).
             server_reference: MqttString = 0x1C,
-        one /// Authentication Method (0x15).
-            authentication_method: MqttString = 0x15,
-        one /// Authentication Data (0x16).
-            authentication_data: Bytes = 0x16,
     }
 }
 

@@ -135,8 +135,9 @@ impl TopicName {
         }
     }
 
-    /// The empty topic an MQTT 5.0 PUBLISH carries when it names its topic by a Topic Alias.
-    pub(crate) fn empty() -> TopicName {
+    /// The empty topic an MQTT 5.0 PUBLISH carries when it names its topic by a Topic Alias
+    /// (for a sender that sets one; the encoder refuses it without an alias).
+    pub fn empty() -> TopicName {
         TopicName(MqttString::new())
     }
 

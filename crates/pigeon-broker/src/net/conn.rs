@@ -9,6 +9,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use pigeon_proto::{
@@ -566,7 +567,7 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
         match mail {
             Mail::Deliver(delivery) => {
                 let backlog = self.wbuf.len() / 64;
-                if self.conn.deliver(delivery, backlog) {
+                if self.conn.deliver(delivery, backlog, clock::now()) {
                     self.shared
                         .broker
                         .counters
@@ -576,6 +577,7 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
             }
             // Read at the top of the loop, which this mail wakes.
             Mail::SettingsChanged => {}
+            Mail::Shutdown => self.conn.shut_down(),
             Mail::TakeOver(reply) => {
                 self.shared.log.connection(
                     LogTypes::ERROR,
@@ -594,7 +596,7 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
         while let Some(event) = self.conn.poll_event() {
             match event {
                 Event::Connect(connect) => Box::pin(self.on_connect(*connect, mailbox)).await,
-                Event::Publish(message) => {
+                Event::Publish { message, ack } => {
                     // check_retain_source: a retained message remembers its publisher.
                     let source = (message.retain && self.settings.check_retain_source)
                         .then_some(self.identity.as_ref())
@@ -603,7 +605,8 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
                             username: i.username.clone(),
                             client_id: i.client_id.to_string(),
                         });
-                    self.shared.broker.publish_from(&message, source);
+                    let matched = self.shared.broker.publish_from(&message, source);
+                    self.conn.routed(ack, matched > 0);
                 }
                 // Logged as it arrived ("Dropped too large PUBLISH").
                 Event::Dropped(_) => {}
@@ -630,7 +633,7 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
                         },
                     );
                     for delivery in retained {
-                        self.conn.deliver(delivery, 0);
+                        self.conn.deliver(delivery, 0, clock::now());
                     }
                 }
                 Event::Unsubscribe(filters) => {
@@ -658,10 +661,13 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
         let mut assigned = false;
         if client_id.is_empty() {
             // MQTT 3.1 requires an identifier; 3.1.1 allows an empty one only with Clean Session
-            // [MQTT-3.1.3-7], [MQTT-3.1.3-8].
-            let allowed = connect.protocol != Protocol::V31
-                && connect.clean_start
-                && listener.allow_zero_length_clientid;
+            // [MQTT-3.1.3-7], [MQTT-3.1.3-8]; 5.0 assigns one whatever Clean Start says
+            // [MQTT-3.1.3-6].
+            let allowed = match connect.protocol {
+                Protocol::V31 => false,
+                Protocol::V311 => connect.clean_start,
+                Protocol::V5 => true,
+            } && listener.allow_zero_length_clientid;
             if !allowed {
                 self.refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
                 return;
@@ -725,7 +731,11 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
                     .settle_takeover(&client_id, protocol, clean, handed)
             }
         };
-        session.clean = clean;
+        if !protocol.is_v5() {
+            // 3.x: Clean Session 1 ends the session with the connection, 0 keeps it for ever
+            // (5.0 takes the Session Expiry Interval when the connection is accepted).
+            session.set_expiry_interval(if clean { 0 } else { u32::MAX });
+        }
         session.access = Some(ClientAccess::new(
             listener.acl.clone(),
             username.clone(),
@@ -962,7 +972,7 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
         let name = self.name();
         let line = |what: &str| format!("Client {name} disconnected{what}");
         let text = match reason {
-            CloseReason::Disconnected => line("."),
+            CloseReason::Disconnected { .. } => line("."),
             // Mosquitto gives a connection 60 s of Keep Alive until CONNECT sets it.
             CloseReason::KeepAliveTimeout | CloseReason::ConnectTimeout => {
                 format!("Client {name} has exceeded timeout, disconnecting.")
@@ -991,7 +1001,7 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
             CloseReason::Refused(_) => line(" due to protocol error."),
             // Mosquitto words a disconnection by reload as an ordinary one.
             CloseReason::Revoked => line("."),
-            CloseReason::TakenOver => return,
+            CloseReason::TakenOver | CloseReason::ServerShutdown => return,
         };
         log.connection(LogTypes::NOTICE, text);
     }
@@ -1025,7 +1035,7 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
             return;
         };
         if publish_will && let Some(will) = will {
-            self.publish_will(will);
+            self.publish_will(will, &identity.client_id, session.as_ref());
         }
         if let Some(reply) = self.takeover_reply.take() {
             let _ = reply.send(session);
@@ -1046,10 +1056,11 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
                         let _ = reply.send(session);
                         return;
                     }
-                    Mail::SettingsChanged => {}
+                    Mail::SettingsChanged | Mail::Shutdown => {}
                     Mail::Deliver(delivery) => {
                         if let Some(s) = &mut session {
-                            s.outbound.push(delivery, crate::session::Link::Offline);
+                            s.outbound
+                                .push(delivery, crate::session::Link::Offline, clock::now());
                         }
                     }
                 }
@@ -1057,15 +1068,39 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
         }
     }
 
-    fn publish_will(&self, will: Will) {
-        let message = Arc::new(Message {
-            topic: will.topic,
-            payload: will.payload,
-            qos: will.qos,
-            retain: will.retain,
-            properties: Default::default(),
-        });
-        self.shared.broker.publish(&message);
+    /// Publishes the will, or with an MQTT 5.0 Will Delay Interval, hands it to the broker
+    /// to publish when the delay or the session ends, whichever comes first, unless the
+    /// client is back by then [MQTT-3.1.3-9]. Its properties go with it (section 3.1.3.2).
+    fn publish_will(&self, will: Will, client_id: &MqttString, session: Option<&Session>) {
+        let now = clock::now();
+        let props = will.properties;
+        let mut message = Message::new(will.topic, will.payload, will.qos, will.retain);
+        message.properties.payload_format_indicator = props.payload_format_indicator;
+        message.properties.message_expiry_interval = props.message_expiry_interval;
+        message.properties.content_type = props.content_type;
+        message.properties.response_topic = props.response_topic;
+        message.properties.correlation_data = props.correlation_data;
+        message.properties.user_properties = props.user_properties;
+        message.expires_at = props
+            .message_expiry_interval
+            .and_then(|secs| now.checked_add(Duration::from_secs(u64::from(secs))));
+        message.origin = Some(client_id.clone());
+        let message = Arc::new(message);
+        let delay = Duration::from_secs(u64::from(props.will_delay_interval.unwrap_or(0)));
+        // The session's own end bounds the delay; a session that ends now sends it now.
+        let delay = match session.map(|s| s.expiry) {
+            Some(Some(expiry)) => delay.min(expiry),
+            Some(None) => delay,
+            None => Duration::ZERO,
+        };
+        match now.checked_add(delay) {
+            Some(due) if !delay.is_zero() => {
+                self.shared.broker.schedule_will(client_id, message, due);
+            }
+            _ => {
+                self.shared.broker.publish(&message);
+            }
+        }
     }
 }
 
@@ -1084,7 +1119,7 @@ fn authorised(listener: &ListenerSettings, connect: &pigeon_proto::Connect) -> b
 }
 
 fn far_future() -> std::time::Instant {
-    clock::now() + std::time::Duration::from_secs(86_400 * 365)
+    clock::now() + Duration::from_secs(86_400 * 365)
 }
 
 #[cfg(test)]

@@ -192,21 +192,19 @@ fn every(node: &Node, f: &mut Visit<'_>) {
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
-    use pigeon_proto::properties::PublishProperties;
     use pigeon_proto::{MqttString, QoS, TopicName, matches};
     use proptest::prelude::*;
 
     use super::*;
 
     fn message(topic: &str, payload: &'static [u8]) -> Arc<Message> {
-        Arc::new(Message {
-            topic: TopicName::from_string(MqttString::try_from(topic).expect("valid string"))
+        Arc::new(Message::new(
+            TopicName::from_string(MqttString::try_from(topic).expect("valid string"))
                 .expect("valid topic"),
-            payload: Bytes::from_static(payload),
-            qos: QoS::AtMostOnce,
-            retain: true,
-            properties: PublishProperties::default(),
-        })
+            Bytes::from_static(payload),
+            QoS::AtMostOnce,
+            true,
+        ))
     }
 
     fn matching(store: &RetainedStore, filter: &str) -> Vec<String> {

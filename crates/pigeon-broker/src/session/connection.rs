@@ -1,4 +1,4 @@
-//! The protocol state machine of one network connection (MQTT 3.1, 3.1.1; 5.0 to come).
+//! The protocol state machine of one network connection (MQTT 3.1, 3.1.1 and 5.0).
 //!
 //! Inputs: decoded packets ([`Connection::handle_packet`]), deliveries from the router
 //! ([`Connection::deliver`]), the broker's answer to CONNECT ([`Connection::accept`],
@@ -6,18 +6,20 @@
 //! Outputs: packets to write ([`Connection::take_transmit`]), [`Event`]s for the broker
 //! ([`Connection::poll_event`]) and the next deadline ([`Connection::poll_timeout`]).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::mem;
+use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pigeon_proto::properties::AckProperties;
 use pigeon_proto::{
-    Bytes, ConnAck, Connect, DecodeError, MqttString, Packet, PingResp, Protocol, PubAck, PubComp,
-    PubRec, PubRel, Publish, QoS, ReasonCode, SubAck, SubscriptionOptions, TopicFilter, UnsubAck,
-    Will,
+    Bytes, ConnAck, Connect, DecodeError, Disconnect, MqttString, Packet, PacketId, PayloadFormat,
+    PingResp, Protocol, PubAck, PubComp, PubRec, PubRel, Publish, QoS, ReasonCode, SubAck,
+    TopicFilter, TopicName, UnsubAck, Will,
 };
 
-use super::{Link, Pushed, Session};
+use super::{Link, Pushed, Session, Subscription};
 use crate::auth::ClientAccess;
 use crate::auth::acl::{self, Verdict};
 use crate::message::{Delivery, Message};
@@ -38,6 +40,16 @@ pub struct ConnectionSettings {
     /// `acl_subscribe_check` (Pigeon only): refuse a subscription under which the client's
     /// ACL leaves no readable topic (default false: granted, as Mosquitto does).
     pub acl_subscribe_check: bool,
+    /// `max_topic_alias`: the Topic Alias Maximum offered to MQTT 5.0 clients (default 10).
+    pub max_topic_alias: u16,
+    /// `max_keepalive`: MQTT 5.0 clients asking for a longer Keep Alive, or none, are told to
+    /// use this one (Server Keep Alive; default 65535).
+    pub max_keepalive: u16,
+    /// `max_inflight_messages`, told to MQTT 5.0 clients as the broker's Receive Maximum and
+    /// enforced on what they publish (default 20; `None`: 65,535).
+    pub receive_maximum: Option<NonZeroU16>,
+    /// `max_packet_size`, told to MQTT 5.0 clients as the broker's Maximum Packet Size.
+    pub max_packet_size: Option<NonZeroU32>,
 }
 
 impl Default for ConnectionSettings {
@@ -48,6 +60,10 @@ impl Default for ConnectionSettings {
             message_size_limit: 0,
             connect_timeout: Duration::from_secs(60),
             acl_subscribe_check: false,
+            max_topic_alias: 10,
+            max_keepalive: u16::MAX,
+            receive_maximum: NonZeroU16::new(20),
+            max_packet_size: None,
         }
     }
 }
@@ -89,8 +105,12 @@ impl Violation {
 /// Why a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
-    /// The client sent DISCONNECT: the will is discarded [MQTT-3.14.4-3].
-    Disconnected,
+    /// The client sent DISCONNECT: the will is discarded [MQTT-3.14.4-3], unless an MQTT 5.0
+    /// client asked for it with Reason Code 0x04 (Disconnect with Will Message).
+    Disconnected {
+        /// Whether the will is published all the same (0x04).
+        with_will: bool,
+    },
     /// The client went quiet for 1.5 times its Keep Alive [MQTT-3.1.2-24].
     KeepAliveTimeout,
     /// No CONNECT arrived within the connect timeout.
@@ -104,12 +124,63 @@ pub enum CloseReason {
     /// The broker no longer lets the client in (a configuration reload refused anonymous
     /// clients).
     Revoked,
+    /// The broker is shutting down.
+    ServerShutdown,
 }
 
 impl CloseReason {
-    /// Whether the will is published: on every ending but a DISCONNECT and a refusal.
+    /// Whether the will is published: on every ending but a DISCONNECT (without 0x04), a
+    /// refusal and the broker's own shutdown.
     pub fn publishes_will(self) -> bool {
-        !matches!(self, CloseReason::Disconnected | CloseReason::Refused(_))
+        match self {
+            CloseReason::Disconnected { with_will } => with_will,
+            CloseReason::Refused(_) | CloseReason::ServerShutdown => false,
+            _ => true,
+        }
+    }
+
+    /// The Reason Code of the DISCONNECT the broker sends an MQTT 5.0 client before closing
+    /// (section 4.13), if it sends one.
+    pub fn disconnect_reason(self) -> Option<ReasonCode> {
+        match self {
+            CloseReason::Violation(v) => Some(v.reason),
+            CloseReason::KeepAliveTimeout => Some(ReasonCode::KEEP_ALIVE_TIMEOUT),
+            // [MQTT-3.1.4-3].
+            CloseReason::TakenOver => Some(ReasonCode::SESSION_TAKEN_OVER),
+            CloseReason::ServerShutdown => Some(ReasonCode::SERVER_SHUTTING_DOWN),
+            CloseReason::Revoked => Some(ReasonCode::NOT_AUTHORIZED),
+            CloseReason::Disconnected { .. }
+            | CloseReason::ConnectTimeout
+            | CloseReason::Refused(_) => None,
+        }
+    }
+}
+
+/// What an MQTT 5.0 client asked of the broker in its CONNECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// Receive Maximum: QoS 1 and 2 messages it takes in flight at once.
+    pub receive_maximum: Option<NonZeroU16>,
+    /// Maximum Packet Size it accepts.
+    pub max_packet_size: Option<NonZeroU32>,
+    /// Topic Alias Maximum: the aliases the broker may use towards it.
+    pub topic_alias_maximum: u16,
+    /// Request Problem Information: whether Reason Strings may be sent on packets other
+    /// than PUBLISH, CONNACK and DISCONNECT [MQTT-3.1.2-29].
+    pub problem_information: bool,
+    /// Session Expiry Interval asked for in CONNECT, in seconds.
+    pub session_expiry_interval: u32,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            receive_maximum: None,
+            max_packet_size: None,
+            topic_alias_maximum: 0,
+            problem_information: true,
+            session_expiry_interval: 0,
+        }
     }
 }
 
@@ -120,13 +191,20 @@ pub enum Event {
     /// session, then calls [`Connection::accept`] or [`Connection::refuse`]. Until then the
     /// connection reads nothing further (the driver stops feeding packets).
     Connect(Box<Connect>),
-    /// A message to route, and to retain when its RETAIN flag is set.
-    Publish(Arc<Message>),
+    /// A message to route, and to retain when its RETAIN flag is set. A QoS 1 or 2 message
+    /// is acknowledged once routed: the broker calls [`Connection::routed`] with `ack` and
+    /// whether any subscription matched (MQTT 5.0 acknowledges with 0x10 when none did).
+    Publish {
+        /// The message.
+        message: Arc<Message>,
+        /// Its Packet Identifier and QoS, when it awaits PUBACK or PUBREC.
+        ack: Option<(PacketId, QoS)>,
+    },
     /// A message refused (too large): acknowledged to the publisher and dropped.
     Dropped(Arc<Message>),
-    /// Subscriptions made or replaced; retained messages matching them are due (3.1.1
-    /// [MQTT-3.3.1-6]).
-    Subscribe(Vec<(TopicFilter, SubscriptionOptions)>),
+    /// Subscriptions made or replaced, each with whether it is new; retained messages matching
+    /// them are due as their Retain Handling says ([MQTT-3.3.1-6], [MQTT-3.3.1-9..11]).
+    Subscribe(Vec<(Subscription, bool)>),
     /// Subscriptions removed.
     Unsubscribe(Vec<TopicFilter>),
     /// The connection is over; the driver closes the socket after writing what is queued.
@@ -157,6 +235,12 @@ pub struct Connection {
     deadline: Option<Instant>,
     transmit: Vec<Packet>,
     events: VecDeque<Event>,
+    /// What the client asked for in CONNECT (MQTT 5.0).
+    client: ClientLimits,
+    /// Topic Aliases the client set, by alias (MQTT 5.0, section 3.3.2.3.4).
+    aliases_in: HashMap<u16, TopicName>,
+    /// Topic Aliases the broker set towards the client, by topic.
+    aliases_out: HashMap<TopicName, NonZeroU16>,
 }
 
 impl Connection {
@@ -173,7 +257,15 @@ impl Connection {
             deadline,
             transmit: Vec::new(),
             events: VecDeque::new(),
+            client: ClientLimits::default(),
+            aliases_in: HashMap::new(),
+            aliases_out: HashMap::new(),
         }
+    }
+
+    /// What the client asked for in CONNECT (the defaults for MQTT 3.x).
+    pub fn client_limits(&self) -> &ClientLimits {
+        &self.client
     }
 
     /// The protocol version (3.1.1 until CONNECT says otherwise).
@@ -196,9 +288,39 @@ impl Connection {
         self.state == State::Connecting
     }
 
-    /// Packets to write, in order.
+    /// Packets to write, in order. PUBLISH packets to an MQTT 5.0 client that accepts Topic
+    /// Aliases get one here, in the order they are written: the first PUBLISH to a topic
+    /// carries the topic and sets the alias, later ones carry the alias and an empty topic
+    /// (section 3.3.2.3.4), so a repeated long topic costs two bytes.
     pub fn take_transmit(&mut self) -> Vec<Packet> {
-        mem::take(&mut self.transmit)
+        let mut packets = mem::take(&mut self.transmit);
+        if self.client.topic_alias_maximum > 0 {
+            for packet in &mut packets {
+                if let Packet::Publish(publish) = packet {
+                    self.alias_out(publish);
+                }
+            }
+        }
+        packets
+    }
+
+    fn alias_out(&mut self, publish: &mut Publish) {
+        if publish.topic.is_empty() {
+            return;
+        }
+        if let Some(&alias) = self.aliases_out.get(&publish.topic) {
+            publish.topic = TopicName::empty();
+            publish.properties.topic_alias = Some(alias);
+            return;
+        }
+        let used = self.aliases_out.len();
+        // Aliases are handed out until the client's maximum; topics after that go in full.
+        if used < usize::from(self.client.topic_alias_maximum)
+            && let Some(alias) = u16::try_from(used + 1).ok().and_then(NonZeroU16::new)
+        {
+            self.aliases_out.insert(publish.topic.detach(), alias);
+            publish.properties.topic_alias = Some(alias);
+        }
     }
 
     /// Whether packets wait to be written.
@@ -271,19 +393,19 @@ impl Connection {
             Packet::Connect(_) => {
                 self.violation(Violation::protocol("second CONNECT", Some("MQTT-3.1.0-2")));
             }
-            Packet::Publish(publish) => self.on_publish(publish),
+            Packet::Publish(publish) => self.on_publish(publish, now),
             Packet::PubAck(ack) => {
                 if let Some(session) = &mut self.session
-                    && let Ok(next) = session.outbound.on_puback(ack.packet_id)
+                    && let Ok(next) = session.outbound.on_puback(ack.packet_id, now)
                 {
                     self.transmit.extend(next.into_iter().map(Packet::Publish));
                 }
             }
-            Packet::PubRec(rec) => self.on_pubrec(rec),
+            Packet::PubRec(rec) => self.on_pubrec(rec, now),
             Packet::PubRel(rel) => self.on_pubrel(rel),
             Packet::PubComp(comp) => {
                 if let Some(session) = &mut self.session
-                    && let Ok(next) = session.outbound.on_pubcomp(comp.packet_id)
+                    && let Ok(next) = session.outbound.on_pubcomp(comp.packet_id, now)
                 {
                     self.transmit.extend(next.into_iter().map(Packet::Publish));
                 }
@@ -291,11 +413,7 @@ impl Connection {
             Packet::Subscribe(subscribe) => self.on_subscribe(subscribe),
             Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(unsubscribe),
             Packet::PingReq(_) => self.transmit.push(Packet::PingResp(PingResp)),
-            Packet::Disconnect(_) => {
-                // The will is discarded [MQTT-3.14.4-3].
-                self.will = None;
-                self.close(CloseReason::Disconnected);
-            }
+            Packet::Disconnect(disconnect) => self.on_disconnect(&disconnect),
             Packet::ConnAck(_)
             | Packet::SubAck(_)
             | Packet::UnsubAck(_)
@@ -327,19 +445,49 @@ impl Connection {
             return;
         }
         self.state = State::Active;
-        self.touch(now);
         session.protocol = self.protocol;
-        session.outbound.set_receive_maximum(None);
-        let resend = session.outbound.resume();
-        self.session = Some(session);
+        session
+            .outbound
+            .set_receive_maximum(self.client.receive_maximum.map(NonZeroU16::get));
+        session
+            .outbound
+            .set_max_packet_size(self.client.max_packet_size.map(NonZeroU32::get));
+        if self.protocol.is_v5() {
+            // [MQTT-3.1.2-23]: the session lives as long as the CONNECT says.
+            session.set_expiry_interval(self.client.session_expiry_interval);
+        }
         let mut connack = ConnAck {
             session_present,
             reason: ReasonCode::SUCCESS,
             ..ConnAck::default()
         };
         if self.protocol.is_v5() {
-            connack.properties.assigned_client_identifier = assigned;
+            // The broker's limits, in the order Mosquitto sends them.
+            let props = &mut connack.properties;
+            let limits = &self.settings;
+            if limits.max_topic_alias > 0 {
+                props.topic_alias_maximum = Some(limits.max_topic_alias);
+            }
+            // A client asking for no Keep Alive, or a longer one than `max_keepalive`, is told
+            // to use `max_keepalive` [MQTT-3.2.2-21], as Mosquitto does.
+            let asked = self.keep_alive.map_or(0, |k| k.as_secs());
+            if asked == 0 || asked > u64::from(limits.max_keepalive) {
+                props.server_keep_alive = Some(limits.max_keepalive);
+                self.keep_alive = Some(Duration::from_secs(u64::from(limits.max_keepalive)));
+            }
+            props.assigned_client_identifier = assigned;
+            if !limits.retain_available {
+                props.retain_available = Some(false);
+            }
+            props.maximum_packet_size = limits.max_packet_size;
+            props.receive_maximum = limits.receive_maximum;
+            if limits.max_qos != QoS::ExactlyOnce {
+                props.maximum_qos = Some(limits.max_qos);
+            }
         }
+        self.touch(now);
+        let resend = session.outbound.resume(now);
+        self.session = Some(session);
         self.transmit.push(Packet::ConnAck(connack));
         self.transmit.extend(resend);
     }
@@ -360,9 +508,20 @@ impl Connection {
     }
 
     /// Another connection took the session over [MQTT-3.1.4-2]; this one ends (its will is
-    /// published).
+    /// published), telling an MQTT 5.0 client why with DISCONNECT 0x8E [MQTT-3.1.4-3].
     pub fn take_over(&mut self) {
         self.close(CloseReason::TakenOver);
+    }
+
+    /// The broker is shutting down: an MQTT 5.0 client is told so (DISCONNECT 0x8B).
+    pub fn shut_down(&mut self) {
+        self.close(CloseReason::ServerShutdown);
+    }
+
+    /// The Session Expiry Interval in force (MQTT 5.0: from CONNECT, or as DISCONNECT
+    /// changed it), in seconds.
+    pub fn session_expiry_interval(&self) -> u32 {
+        self.client.session_expiry_interval
     }
 
     /// The broker no longer lets this client in (a configuration reload): the connection
@@ -384,7 +543,7 @@ impl Connection {
 
     /// A message for this client from the router. `backlog` is how many packets wait unwritten
     /// in the connection's buffer. Returns whether it was dropped (queue full).
-    pub fn deliver(&mut self, delivery: Delivery, backlog: usize) -> bool {
+    pub fn deliver(&mut self, delivery: Delivery, backlog: usize, now: Instant) -> bool {
         let Some(session) = &mut self.session else {
             return true;
         };
@@ -400,12 +559,12 @@ impl Connection {
         } else {
             Link::Offline
         };
-        match session.outbound.push(delivery, link) {
+        match session.outbound.push(delivery, link, now) {
             Pushed::Send(publish) => {
                 self.transmit.push(Packet::Publish(publish));
                 false
             }
-            Pushed::Queued => false,
+            Pushed::Queued | Pushed::Discarded => false,
             Pushed::Dropped => true,
         }
     }
@@ -440,6 +599,19 @@ impl Connection {
         if self.state == State::Closed {
             return;
         }
+        // An MQTT 5.0 client the broker has accepted is told why it is disconnected
+        // (section 4.13); a Reason String may go on DISCONNECT whatever Request Problem
+        // Information says [MQTT-3.1.2-29].
+        if self.state == State::Active
+            && self.protocol.is_v5()
+            && let Some(code) = reason.disconnect_reason()
+        {
+            let mut disconnect = Disconnect::new(code);
+            if let CloseReason::Violation(v) = reason {
+                disconnect.properties.reason_string = MqttString::try_from(v.what).ok();
+            }
+            self.transmit.push(Packet::Disconnect(disconnect));
+        }
         self.state = State::Closed;
         self.deadline = None;
         self.events.push_back(Event::Close(reason));
@@ -447,22 +619,45 @@ impl Connection {
 
     fn on_connect(&mut self, connect: Box<Connect>) {
         self.protocol = connect.protocol;
+        if connect.protocol.is_v5() {
+            let props = &connect.properties;
+            self.client = ClientLimits {
+                receive_maximum: props.receive_maximum,
+                max_packet_size: props.maximum_packet_size,
+                topic_alias_maximum: props.topic_alias_maximum.unwrap_or(0),
+                problem_information: props.request_problem_information.unwrap_or(true),
+                session_expiry_interval: props.session_expiry_interval.unwrap_or(0),
+            };
+        }
         self.keep_alive = match connect.keep_alive {
             0 => None,
             secs => Some(Duration::from_secs(u64::from(secs))),
         };
         // Kept for the whole connection: detached from the CONNECT's read buffer.
-        self.will = connect.will.as_ref().map(|will| Will {
-            topic: will.topic.detach(),
-            payload: Bytes::copy_from_slice(&will.payload),
-            ..will.clone()
+        self.will = connect.will.as_ref().map(|will| {
+            let mut properties = will.properties.clone();
+            properties.content_type = properties.content_type.map(|c| c.detach());
+            properties.response_topic = properties.response_topic.map(|t| t.detach());
+            properties.correlation_data = properties
+                .correlation_data
+                .map(|d| Bytes::copy_from_slice(&d));
+            for (name, value) in &mut properties.user_properties {
+                *name = name.detach();
+                *value = value.detach();
+            }
+            Will {
+                topic: will.topic.detach(),
+                payload: Bytes::copy_from_slice(&will.payload),
+                properties,
+                ..will.clone()
+            }
         });
         // Until the broker answers, only the connect timeout runs.
         self.state = State::Connecting;
         self.events.push_back(Event::Connect(connect));
     }
 
-    fn on_publish(&mut self, publish: Publish) {
+    fn on_publish(&mut self, mut publish: Publish, now: Instant) {
         if publish.qos > self.settings.max_qos {
             return self.violation(Violation {
                 reason: ReasonCode::QOS_NOT_SUPPORTED,
@@ -477,47 +672,176 @@ impl Connection {
                 what: "retain not available",
             });
         }
+        if self.protocol.is_v5() && !self.resolve_alias(&mut publish) {
+            return;
+        }
         let packet_id = publish.packet_id;
         let qos = publish.qos;
+        // The broker's Receive Maximum: QoS 2 messages the client has not released count
+        // against it (QoS 1 ones are acknowledged at once) (section 3.3.4).
+        if self.protocol.is_v5()
+            && qos == QoS::ExactlyOnce
+            && let (Some(max), Some(session), Some(id)) =
+                (self.settings.receive_maximum, &self.session, packet_id)
+            && !session.inbound.contains(id)
+            && session.inbound.len() >= usize::from(max.get())
+        {
+            return self.violation(Violation {
+                reason: ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                rule: Some("MQTT-3.3.4-9"),
+                what: "Receive Maximum exceeded",
+            });
+        }
         let too_large = self.settings.message_size_limit != 0
             && publish.payload.len() > self.settings.message_size_limit;
+        // Payload Format Indicator 1 promises UTF-8: a payload that is not is refused with
+        // 0x99 (section 3.3.2.3.2), and dropped.
+        let bad_format = self.protocol.is_v5()
+            && publish.properties.payload_format_indicator == Some(PayloadFormat::Utf8)
+            && std::str::from_utf8(&publish.payload).is_err();
         // Clients may not publish under $SYS nor $share, and an ACL may refuse the topic: as
         // in Mosquitto, acknowledged (with Not authorized in 5.0) and dropped.
-        let denied = !too_large && !self.publish_verdict(publish.topic.as_str()).is_allowed();
-        let message = Message::from_publish(publish);
-        let route = match (qos, packet_id) {
-            (QoS::ExactlyOnce, Some(id)) if denied => {
-                // Not remembered: the exchange ends here in 5.0, and a PUBREL for an unknown
-                // identifier is answered anyway in 3.1.1.
-                let mut rec = PubRec::new(id);
-                rec.reason = ReasonCode::NOT_AUTHORIZED;
-                self.transmit.push(Packet::PubRec(rec));
-                false
+        let refusal = if bad_format {
+            Some(ReasonCode::PAYLOAD_FORMAT_INVALID)
+        } else if too_large {
+            None
+        } else if !self.publish_verdict(publish.topic.as_str()).is_allowed() {
+            Some(ReasonCode::NOT_AUTHORIZED)
+        } else {
+            None
+        };
+        let origin = self.session.as_ref().map(|s| s.client_id.clone());
+        let message = Message::from_publish(publish, origin, now);
+        if let Some(reason) = refusal {
+            // Not remembered: the exchange ends here in 5.0, and a PUBREL for an unknown
+            // identifier is answered anyway in 3.1.1.
+            if let Some(id) = packet_id {
+                self.acknowledge(id, qos, reason);
             }
+            return;
+        }
+        if too_large {
+            // Acknowledged as if accepted, as Mosquitto does, and dropped.
+            if let Some(id) = packet_id {
+                self.acknowledge(id, qos, ReasonCode::SUCCESS);
+            }
+            self.events.push_back(Event::Dropped(message));
+            return;
+        }
+        match (qos, packet_id) {
             (QoS::ExactlyOnce, Some(id)) => {
                 // Route only the first arrival under this identifier [MQTT-4.3.3-9].
                 let new = self
                     .session
                     .as_mut()
                     .is_some_and(|s| s.inbound.on_publish(id));
-                self.transmit.push(Packet::PubRec(PubRec::new(id)));
-                new
-            }
-            (QoS::AtLeastOnce, Some(id)) => {
-                let mut ack = PubAck::new(id);
-                if denied {
-                    ack.reason = ReasonCode::NOT_AUTHORIZED;
+                if new {
+                    self.events.push_back(Event::Publish {
+                        message,
+                        ack: Some((id, qos)),
+                    });
+                } else {
+                    self.acknowledge(id, qos, ReasonCode::SUCCESS);
                 }
-                self.transmit.push(Packet::PubAck(ack));
-                true
             }
-            _ => true,
-        };
-        if too_large {
-            self.events.push_back(Event::Dropped(message));
-        } else if route && !denied {
-            self.events.push_back(Event::Publish(message));
+            (QoS::AtLeastOnce, Some(id)) => self.events.push_back(Event::Publish {
+                message,
+                ack: Some((id, qos)),
+            }),
+            _ => self.events.push_back(Event::Publish { message, ack: None }),
         }
+    }
+
+    /// Resolves or records the Topic Alias of an MQTT 5.0 PUBLISH (section 3.3.2.3.4).
+    /// Returns false when the connection is closed over it.
+    fn resolve_alias(&mut self, publish: &mut Publish) -> bool {
+        let Some(alias) = publish.properties.topic_alias else {
+            return true;
+        };
+        // An alias above the Topic Alias Maximum the broker sent is invalid [MQTT-3.3.2-10],
+        // and 0 never decodes [MQTT-3.3.2-8].
+        if alias.get() > self.settings.max_topic_alias {
+            self.violation(Violation {
+                reason: ReasonCode::TOPIC_ALIAS_INVALID,
+                rule: Some("MQTT-3.3.2-10"),
+                what: "Topic Alias above the maximum",
+            });
+            return false;
+        }
+        if publish.topic.is_empty() {
+            match self.aliases_in.get(&alias.get()) {
+                Some(topic) => publish.topic = topic.clone(),
+                None => {
+                    // An alias never set names no topic: a Protocol Error.
+                    self.violation(Violation::protocol("unknown Topic Alias", None));
+                    return false;
+                }
+            }
+        } else {
+            // Kept for the connection: detached from the read buffer.
+            self.aliases_in.insert(alias.get(), publish.topic.detach());
+        }
+        true
+    }
+
+    /// Sends the PUBACK or PUBREC for a message from the client, with `reason` in MQTT 5.0.
+    fn acknowledge(&mut self, id: PacketId, qos: QoS, reason: ReasonCode) {
+        let properties = AckProperties::default();
+        match qos {
+            QoS::ExactlyOnce => {
+                let mut rec = PubRec::new(id);
+                rec.reason = reason;
+                rec.properties = properties;
+                self.transmit.push(Packet::PubRec(rec));
+            }
+            QoS::AtLeastOnce => {
+                let mut ack = PubAck::new(id);
+                ack.reason = reason;
+                ack.properties = properties;
+                self.transmit.push(Packet::PubAck(ack));
+            }
+            QoS::AtMostOnce => {}
+        }
+    }
+
+    /// The broker routed a message from [`Event::Publish`]: sends its PUBACK or PUBREC, with
+    /// 0x10 (No matching subscribers) in MQTT 5.0 when no subscription matched, as Mosquitto
+    /// does.
+    pub fn routed(&mut self, ack: Option<(PacketId, QoS)>, matched: bool) {
+        if let Some((id, qos)) = ack {
+            let reason = if matched || !self.protocol.is_v5() {
+                ReasonCode::SUCCESS
+            } else {
+                ReasonCode::NO_MATCHING_SUBSCRIBERS
+            };
+            self.acknowledge(id, qos, reason);
+        }
+    }
+
+    fn on_disconnect(&mut self, disconnect: &Disconnect) {
+        if self.protocol.is_v5()
+            && let Some(secs) = disconnect.properties.session_expiry_interval
+        {
+            // A session that was to end with its connection cannot be given a life after it
+            // [MQTT-3.14.2-2].
+            if self.client.session_expiry_interval == 0 && secs != 0 {
+                return self.violation(Violation::protocol(
+                    "Session Expiry Interval set on DISCONNECT after 0 on CONNECT",
+                    Some("MQTT-3.14.2-2"),
+                ));
+            }
+            self.client.session_expiry_interval = secs;
+            if let Some(session) = &mut self.session {
+                session.set_expiry_interval(secs);
+            }
+        }
+        // The will is discarded [MQTT-3.14.4-3], unless an MQTT 5.0 client asks for it.
+        let with_will =
+            self.protocol.is_v5() && disconnect.reason == ReasonCode::DISCONNECT_WITH_WILL_MESSAGE;
+        if !with_will {
+            self.will = None;
+        }
+        self.close(CloseReason::Disconnected { with_will });
     }
 
     /// Whether this client may publish to `topic`: never under `$SYS` or `$share`, and
@@ -544,13 +868,13 @@ impl Connection {
         }
     }
 
-    fn on_pubrec(&mut self, rec: PubRec) {
+    fn on_pubrec(&mut self, rec: PubRec, now: Instant) {
         let Some(session) = &mut self.session else {
             return;
         };
         match session
             .outbound
-            .on_pubrec(rec.packet_id, rec.reason.is_error())
+            .on_pubrec(rec.packet_id, rec.reason.is_error(), now)
         {
             Ok(packets) => self.transmit.extend(packets),
             // In 5.0 an unknown identifier still gets its PUBREL, saying so.
@@ -579,14 +903,21 @@ impl Connection {
         let Some(session) = &mut self.session else {
             return;
         };
+        // No Local on a shared subscription is a Protocol Error [MQTT-3.8.3-4].
+        if subscribe
+            .filters
+            .iter()
+            .any(|(filter, options)| filter.is_shared() && options.no_local)
+        {
+            return self.violation(Violation::protocol(
+                "No Local on a shared subscription",
+                Some("MQTT-3.8.3-4"),
+            ));
+        }
+        let id = subscribe.properties.subscription_identifier;
         let mut reasons = Vec::with_capacity(subscribe.filters.len());
         let mut granted = Vec::with_capacity(subscribe.filters.len());
         for (filter, mut options) in subscribe.filters {
-            // Shared subscriptions arrive with the MQTT 5.0 work (issue 4).
-            if filter.is_shared() {
-                reasons.push(ReasonCode::UNSPECIFIED_ERROR);
-                continue;
-            }
             if self.settings.acl_subscribe_check
                 && let Some(access) = &session.access
                 && !access.may_read_under(filter.filter())
@@ -599,11 +930,19 @@ impl Connection {
             reasons.push(ReasonCode(options.qos as u8));
             // A subscription to an existing filter replaces it [MQTT-3.8.4-3]. The stored copy
             // is detached so that the session does not pin the SUBSCRIBE's read buffer.
-            let kept = filter.detach();
-            session
+            let subscription = Subscription {
+                filter: filter.detach(),
+                options,
+                id,
+            };
+            let new = session
                 .subscriptions
-                .insert(kept.as_mqtt_string().clone(), (kept, options));
-            granted.push((filter, options));
+                .insert(
+                    subscription.filter.as_mqtt_string().clone(),
+                    subscription.clone(),
+                )
+                .is_none();
+            granted.push((subscription, new));
         }
         // One return code per filter, in order [MQTT-3.8.4-4], [MQTT-3.9.3-1].
         self.transmit
@@ -654,6 +993,7 @@ mod tests {
 
     use super::*;
     use crate::session::OutboundLimits;
+    use pigeon_proto::SubscriptionOptions;
 
     fn id(n: u16) -> PacketId {
         PacketId::new(n).unwrap()
@@ -733,6 +1073,19 @@ mod tests {
         Packet::Publish(p)
     }
 
+    /// Plays the broker: routes every message the connection reports (as matched) and
+    /// returns how many there were.
+    fn route_all(conn: &mut Connection) -> usize {
+        let mut n = 0;
+        while let Some(event) = conn.poll_event() {
+            if let Event::Publish { ack, .. } = event {
+                conn.routed(ack, true);
+                n += 1;
+            }
+        }
+        n
+    }
+
     fn close_reason(conn: &mut Connection) -> Option<CloseReason> {
         while let Some(event) = conn.poll_event() {
             if let Event::Close(reason) = event {
@@ -792,7 +1145,7 @@ mod tests {
             assert!(conn.poll_event().is_none(), "{topic} not routed");
         }
         conn.handle_packet(publish(QoS::AtLeastOnce, Some(4), b"fine"), t0);
-        assert!(matches!(conn.poll_event(), Some(Event::Publish(_))));
+        assert!(matches!(conn.poll_event(), Some(Event::Publish { .. })));
     }
 
     // A reload changes the settings of a connection already open.
@@ -801,7 +1154,7 @@ mod tests {
         let t0 = crate::clock::now();
         let mut conn = connected(t0, 60, false);
         conn.handle_packet(publish(QoS::AtLeastOnce, Some(1), b"big"), t0);
-        assert!(matches!(conn.poll_event(), Some(Event::Publish(_))));
+        assert!(matches!(conn.poll_event(), Some(Event::Publish { .. })));
         conn.take_transmit();
         let settings = ConnectionSettings {
             message_size_limit: 2,
@@ -891,13 +1244,17 @@ mod tests {
         let t0 = crate::clock::now();
         let mut conn = connected(t0, 60, false);
         conn.handle_packet(publish(QoS::AtLeastOnce, Some(3), b"ON"), t0);
+        // Acknowledged once routed.
+        assert!(conn.take_transmit().is_empty());
+        let Some(Event::Publish { message: m, ack }) = conn.poll_event() else {
+            panic!("not routed");
+        };
+        conn.routed(ack, false);
+        // 3.1.1 has no reason code for "no matching subscribers".
         assert_eq!(
             conn.take_transmit(),
             vec![Packet::PubAck(PubAck::new(id(3)))]
         );
-        let Some(Event::Publish(m)) = conn.poll_event() else {
-            panic!("not routed");
-        };
         assert_eq!((m.topic.as_str(), &m.payload[..]), ("home/led", &b"ON"[..]));
     }
 
@@ -908,6 +1265,7 @@ mod tests {
         let t0 = crate::clock::now();
         let mut conn = connected(t0, 60, false);
         conn.handle_packet(publish(QoS::ExactlyOnce, Some(9), b"x"), t0);
+        assert_eq!(route_all(&mut conn), 1);
         let mut resent = publish(QoS::ExactlyOnce, Some(9), b"x");
         if let Packet::Publish(p) = &mut resent {
             p.dup = true;
@@ -920,8 +1278,7 @@ mod tests {
                 Packet::PubRec(PubRec::new(id(9)))
             ]
         );
-        assert!(matches!(conn.poll_event(), Some(Event::Publish(_))));
-        assert!(conn.poll_event().is_none(), "routed twice");
+        assert_eq!(route_all(&mut conn), 0, "routed twice");
         conn.handle_packet(Packet::PubRel(PubRel::new(id(9))), t0);
         assert_eq!(
             conn.take_transmit(),
@@ -929,7 +1286,7 @@ mod tests {
         );
         // After PUBREL the identifier carries a new message.
         conn.handle_packet(publish(QoS::ExactlyOnce, Some(9), b"y"), t0);
-        assert!(matches!(conn.poll_event(), Some(Event::Publish(_))));
+        assert_eq!(route_all(&mut conn), 1);
     }
 
     #[test]
@@ -1005,13 +1362,15 @@ mod tests {
             conn.take_transmit(),
             vec![Packet::SubAck(SubAck::new(
                 id(1),
-                vec![ReasonCode::GRANTED_QOS_2, ReasonCode::UNSPECIFIED_ERROR]
+                vec![ReasonCode::GRANTED_QOS_2, ReasonCode::GRANTED_QOS_0]
             ))]
         );
         let Some(Event::Subscribe(granted)) = conn.poll_event() else {
             panic!("no subscribe event");
         };
-        assert_eq!(granted.len(), 1);
+        // Both new, the shared one included (section 4.8.2, also for 3.1.1 clients as
+        // Mosquitto allows).
+        assert_eq!(granted.iter().filter(|(_, new)| *new).count(), 2);
         // [MQTT-3.8.4-3]: the same filter again replaces the subscription.
         let again = Subscribe::new(
             id(2),
@@ -1020,9 +1379,11 @@ mod tests {
         );
         conn.handle_packet(Packet::Subscribe(again), t0);
         let session = conn.session().unwrap();
-        assert_eq!(session.subscriptions.len(), 1);
+        assert_eq!(session.subscriptions.len(), 2);
         assert_eq!(
-            session.subscriptions.values().next().unwrap().1.qos,
+            session.subscriptions[&MqttString::from_static("home/#")]
+                .options
+                .qos,
             QoS::AtMostOnce
         );
     }
@@ -1049,7 +1410,10 @@ mod tests {
         let t0 = crate::clock::now();
         let mut conn = connected(t0, 60, true);
         conn.handle_packet(Packet::Disconnect(Disconnect::default()), t0);
-        assert_eq!(close_reason(&mut conn), Some(CloseReason::Disconnected));
+        assert_eq!(
+            close_reason(&mut conn),
+            Some(CloseReason::Disconnected { with_will: false })
+        );
         assert!(conn.take_will().is_none());
     }
 
@@ -1076,19 +1440,14 @@ mod tests {
     fn deliveries_flow_through_the_window() {
         let t0 = crate::clock::now();
         let mut conn = connected(t0, 60, false);
-        let message = Arc::new(Message {
-            topic: TopicName::from_static("t"),
-            payload: Bytes::from_static(b"p"),
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            properties: Default::default(),
-        });
-        let d = Delivery {
-            message,
-            qos: QoS::AtLeastOnce,
-            retain: false,
-        };
-        assert!(!conn.deliver(d, 0));
+        let message = Arc::new(Message::new(
+            TopicName::from_static("t"),
+            Bytes::from_static(b"p"),
+            QoS::AtLeastOnce,
+            false,
+        ));
+        let d = Delivery::new(message, QoS::AtLeastOnce, false);
+        assert!(!conn.deliver(d, 0, t0));
         let sent = conn.take_transmit();
         assert!(matches!(&sent[..], [Packet::Publish(p)] if p.packet_id == Some(id(1))));
         conn.handle_packet(Packet::PubAck(PubAck::new(id(1))), t0);
@@ -1105,20 +1464,15 @@ mod tests {
             false,
             OutboundLimits::default(),
         );
-        let message = Arc::new(Message {
-            topic: TopicName::from_static("t"),
-            payload: Bytes::from_static(b"p"),
-            qos: QoS::ExactlyOnce,
-            retain: false,
-            properties: Default::default(),
-        });
-        let d = Delivery {
-            message,
-            qos: QoS::ExactlyOnce,
-            retain: false,
-        };
+        let message = Arc::new(Message::new(
+            TopicName::from_static("t"),
+            Bytes::from_static(b"p"),
+            QoS::ExactlyOnce,
+            false,
+        ));
+        let d = Delivery::new(message, QoS::ExactlyOnce, false);
         assert!(matches!(
-            session.outbound.push(d, Link::Online { backlog: 0 }),
+            session.outbound.push(d, Link::Online { backlog: 0 }, t0),
             Pushed::Send(_)
         ));
         let mut conn = Connection::new(ConnectionSettings::default(), t0);

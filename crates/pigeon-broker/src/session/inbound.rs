@@ -36,6 +36,11 @@ impl Inbound {
         self.awaiting_pubrel.remove(&id)
     }
 
+    /// Whether `id` waits for PUBREL.
+    pub fn contains(&self, id: PacketId) -> bool {
+        self.awaiting_pubrel.contains(&id)
+    }
+
     /// Identifiers waiting for PUBREL; they count against the broker's Receive Maximum.
     pub fn len(&self) -> usize {
         self.awaiting_pubrel.len()

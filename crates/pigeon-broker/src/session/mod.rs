@@ -15,12 +15,18 @@ mod outbound;
 
 use std::collections::HashMap;
 
+use std::time::Duration;
+
 use crate::auth::ClientAccess;
+use pigeon_proto::properties::SubscriptionId;
 use pigeon_proto::{MqttString, Protocol, SubscriptionOptions, TopicFilter};
 
 pub use self::connection::{CloseReason, Connection, ConnectionSettings, Event, Violation};
 pub use self::inbound::Inbound;
 pub use self::outbound::{AckError, Link, Outbound, OutboundLimits, Pushed};
+
+/// The value the subscription index keeps per subscriber and filter.
+pub type SubscriptionEntry = (SubscriptionOptions, Option<SubscriptionId>);
 
 /// The state a session keeps between connections (MQTT 5.0 section 4.1, 3.1.1 section 4.1).
 #[derive(Debug)]
@@ -29,10 +35,14 @@ pub struct Session {
     pub client_id: MqttString,
     /// The protocol version of the connection that last used the session.
     pub protocol: Protocol,
-    /// Whether the session ends with its connection (Clean Session / Clean Start).
+    /// Whether the session ends with its connection: an MQTT 3.x Clean Session, or an MQTT 5.0
+    /// Session Expiry Interval of 0 (kept in step with `expiry`).
     pub clean: bool,
+    /// How long the session outlives its connection: `Some(0)` not at all, `None` for ever
+    /// (MQTT 3.x persistent sessions, and 5.0's 0xFFFFFFFF) [MQTT-3.1.2-23].
+    pub expiry: Option<Duration>,
     /// Subscriptions by their full filter text (with any `$share/group/` prefix).
-    pub subscriptions: HashMap<MqttString, (TopicFilter, SubscriptionOptions)>,
+    pub subscriptions: HashMap<MqttString, Subscription>,
     /// Messages to the client.
     pub outbound: Outbound,
     /// QoS 2 messages from the client waiting for PUBREL.
@@ -55,10 +65,34 @@ impl Session {
             client_id,
             protocol,
             clean,
+            expiry: if clean { Some(Duration::ZERO) } else { None },
             subscriptions: HashMap::new(),
             outbound: Outbound::new(limits),
             inbound: Inbound::new(),
             access: None,
         }
     }
+}
+
+impl Session {
+    /// Sets how long the session outlives its connection, from an MQTT 5.0 Session Expiry
+    /// Interval in seconds (0xFFFFFFFF: for ever) [MQTT-3.1.2-23].
+    pub fn set_expiry_interval(&mut self, secs: u32) {
+        self.expiry = match secs {
+            u32::MAX => None,
+            secs => Some(Duration::from_secs(u64::from(secs))),
+        };
+        self.clean = secs == 0;
+    }
+}
+
+/// One subscription as the session and the subscription index keep it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// The filter (with any `$share/{group}/` prefix).
+    pub filter: TopicFilter,
+    /// Its options: maximum QoS, No Local, Retain As Published, Retain Handling.
+    pub options: SubscriptionOptions,
+    /// The Subscription Identifier the client gave it (MQTT 5.0) (section 3.8.2.1.2).
+    pub id: Option<SubscriptionId>,
 }

@@ -6,8 +6,9 @@
 //! 65,535 queued messages; see `docs/differences.md`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Instant;
 
-use pigeon_proto::{Packet, PacketId, PubRel, Publish, QoS};
+use pigeon_proto::{Packet, PacketId, Protocol, PubRel, Publish, QoS};
 
 use crate::message::Delivery;
 
@@ -66,6 +67,8 @@ pub enum Pushed {
     Queued,
     /// Dropped: the queue is full (or QoS 0 for an offline client that does not queue it).
     Dropped,
+    /// Discarded as if sent: it expired, or exceeds the client's Maximum Packet Size.
+    Discarded,
 }
 
 /// Why an acknowledgement did not fit the client's in-flight state.
@@ -101,6 +104,9 @@ pub struct Outbound {
     limits: OutboundLimits,
     /// Receive Maximum of the current MQTT 5.0 connection, if lower than the configured window.
     receive_maximum: Option<u16>,
+    /// Maximum Packet Size of the current MQTT 5.0 connection: larger PUBLISH packets are
+    /// discarded as if sent [MQTT-3.1.2-25].
+    max_packet_size: Option<u32>,
     /// In flight, by send order (redelivery keeps it).
     inflight: BTreeMap<u64, InFlight>,
     /// Send order of each identifier in flight.
@@ -111,6 +117,8 @@ pub struct Outbound {
     queued_bytes: usize,
     next_id: Option<PacketId>,
     dropped: u64,
+    expired: u64,
+    oversize: u64,
 }
 
 impl Outbound {
@@ -126,6 +134,43 @@ impl Outbound {
     /// MQTT 3.x.
     pub fn set_receive_maximum(&mut self, receive_maximum: Option<u16>) {
         self.receive_maximum = receive_maximum;
+    }
+
+    /// Sets the client's Maximum Packet Size (MQTT 5.0) for the current connection; `None`
+    /// for no limit beyond the protocol's.
+    pub fn set_max_packet_size(&mut self, max_packet_size: Option<u32>) {
+        self.max_packet_size = max_packet_size;
+    }
+
+    /// Messages discarded because they expired before they could be sent [MQTT-3.3.2-5].
+    pub fn expired(&self) -> u64 {
+        self.expired
+    }
+
+    /// Messages discarded because they exceeded the client's Maximum Packet Size.
+    pub fn oversize(&self) -> u64 {
+        self.oversize
+    }
+
+    /// Whether `delivery` cannot be sent: it expired, or it would exceed the client's
+    /// Maximum Packet Size (counted either way; the caller discards it as if sent).
+    fn undeliverable(&mut self, delivery: &Delivery, now: Instant) -> bool {
+        if delivery.message.is_expired(now) {
+            self.expired += 1;
+            return true;
+        }
+        if let Some(max) = self.max_packet_size {
+            // The identifier's value does not change the size.
+            let id = (delivery.qos != QoS::AtMostOnce).then_some(PacketId::FIRST);
+            let len = delivery
+                .to_publish(id, false, now)
+                .encoded_len(Protocol::V5);
+            if len > max as usize {
+                self.oversize += 1;
+                return true;
+            }
+        }
+        false
     }
 
     /// Messages in flight.
@@ -155,7 +200,14 @@ impl Outbound {
     /// `queue_qos0_messages` (Mosquitto's rules). QoS 1 and 2 enter the window when it has
     /// room and nothing is queued ahead of them (order per topic and QoS, [MQTT-4.6.0-6]),
     /// and queue otherwise, up to the queue limits.
-    pub fn push(&mut self, delivery: Delivery, link: Link) -> Pushed {
+    ///
+    /// A message that has expired, or that exceeds the client's Maximum Packet Size, is
+    /// discarded as if sent (`Pushed::Dropped` is for full queues only, so it says `Queued`
+    /// for an offline client and nothing is sent).
+    pub fn push(&mut self, delivery: Delivery, link: Link, now: Instant) -> Pushed {
+        if matches!(link, Link::Online { .. }) && self.undeliverable(&delivery, now) {
+            return Pushed::Discarded;
+        }
         if delivery.qos == QoS::AtMostOnce {
             return match link {
                 Link::Online { backlog } => {
@@ -165,7 +217,7 @@ impl Outbound {
                         self.dropped += 1;
                         Pushed::Dropped
                     } else {
-                        Pushed::Send(delivery.to_publish(None, false))
+                        Pushed::Send(delivery.to_publish(None, false, now))
                     }
                 }
                 Link::Offline if self.limits.queue_qos0_messages => self.enqueue(delivery),
@@ -179,7 +231,7 @@ impl Outbound {
             && self.queue.is_empty()
             && self.window_has_room(delivery.message.size())
         {
-            return Pushed::Send(self.start(delivery));
+            return Pushed::Send(self.start(delivery, now));
         }
         self.enqueue(delivery)
     }
@@ -221,9 +273,9 @@ impl Outbound {
     }
 
     /// Puts a QoS 1 or 2 delivery in flight under a fresh identifier.
-    fn start(&mut self, delivery: Delivery) -> Publish {
+    fn start(&mut self, delivery: Delivery, now: Instant) -> Publish {
         let id = self.allocate_id();
-        let publish = delivery.to_publish(Some(id), false);
+        let publish = delivery.to_publish(Some(id), false, now);
         let stage = if delivery.qos == QoS::ExactlyOnce {
             Stage::Qos2Sent
         } else {
@@ -256,7 +308,8 @@ impl Outbound {
     }
 
     /// Moves queued deliveries into the window while it has room; returns what to send.
-    pub fn fill(&mut self) -> Vec<Publish> {
+    /// Expired messages, and messages too large for the client, leave the queue unsent.
+    pub fn fill(&mut self, now: Instant) -> Vec<Publish> {
         let mut out = Vec::new();
         while let Some(front) = self.queue.front() {
             let size = front.message.size();
@@ -268,10 +321,13 @@ impl Outbound {
                 break;
             };
             self.queued_bytes -= size;
+            if self.undeliverable(&delivery, now) {
+                continue;
+            }
             if delivery.qos == QoS::AtMostOnce {
-                out.push(delivery.to_publish(None, false));
+                out.push(delivery.to_publish(None, false, now));
             } else {
-                out.push(self.start(delivery));
+                out.push(self.start(delivery, now));
             }
         }
         out
@@ -298,11 +354,11 @@ impl Outbound {
     ///
     /// # Errors
     /// [`AckError`] when no QoS 1 message is in flight under `id`; nothing changes then.
-    pub fn on_puback(&mut self, id: PacketId) -> Result<Vec<Publish>, AckError> {
+    pub fn on_puback(&mut self, id: PacketId, now: Instant) -> Result<Vec<Publish>, AckError> {
         match self.stage_of(id)? {
             Stage::Qos1Sent => {
                 self.finish(id);
-                Ok(self.fill())
+                Ok(self.fill(now))
             }
             _ => Err(AckError::UnexpectedAck(id)),
         }
@@ -314,7 +370,12 @@ impl Outbound {
     ///
     /// # Errors
     /// [`AckError`] when no QoS 2 message is in flight under `id`.
-    pub fn on_pubrec(&mut self, id: PacketId, failed: bool) -> Result<Vec<Packet>, AckError> {
+    pub fn on_pubrec(
+        &mut self,
+        id: PacketId,
+        failed: bool,
+        now: Instant,
+    ) -> Result<Vec<Packet>, AckError> {
         match self.stage_of(id)? {
             Stage::Qos2Sent | Stage::Released if !failed => {
                 if let Some(f) = self.ids.get(&id).and_then(|s| self.inflight.get_mut(s)) {
@@ -324,7 +385,7 @@ impl Outbound {
             }
             Stage::Qos2Sent => {
                 self.finish(id);
-                Ok(self.fill().into_iter().map(Packet::Publish).collect())
+                Ok(self.fill(now).into_iter().map(Packet::Publish).collect())
             }
             _ => Err(AckError::UnexpectedAck(id)),
         }
@@ -334,11 +395,11 @@ impl Outbound {
     ///
     /// # Errors
     /// [`AckError`] when no PUBREL is outstanding under `id`.
-    pub fn on_pubcomp(&mut self, id: PacketId) -> Result<Vec<Publish>, AckError> {
+    pub fn on_pubcomp(&mut self, id: PacketId, now: Instant) -> Result<Vec<Publish>, AckError> {
         match self.stage_of(id)? {
             Stage::Released => {
                 self.finish(id);
-                Ok(self.fill())
+                Ok(self.fill(now))
             }
             _ => Err(AckError::UnexpectedAck(id)),
         }
@@ -348,18 +409,48 @@ impl Outbound {
     /// with DUP set and its original identifier, and every unacknowledged PUBREL, in their
     /// original order [MQTT-4.4.0-1], [MQTT-2.2.2-3]; then whatever the window lets out of
     /// the queue.
-    pub fn resume(&mut self) -> Vec<Packet> {
+    /// Messages whose delivery had started are sent again even if they have expired since
+    /// (expiry only stops a delivery that has not begun [MQTT-3.3.2-5]).
+    pub fn resume(&mut self, now: Instant) -> Vec<Packet> {
         let mut out: Vec<Packet> = self
             .inflight
             .values()
             .map(|f| match f.stage {
                 Stage::Qos1Sent | Stage::Qos2Sent => {
-                    Packet::Publish(f.delivery.to_publish(Some(f.id), true))
+                    Packet::Publish(f.delivery.to_publish(Some(f.id), true, now))
                 }
                 Stage::Released => Packet::PubRel(PubRel::new(f.id)),
             })
             .collect();
-        out.extend(self.fill().into_iter().map(Packet::Publish));
+        out.extend(self.fill(now).into_iter().map(Packet::Publish));
+        out
+    }
+
+    /// Takes out the deliveries made through shared subscriptions that the client has not
+    /// received yet: those queued, and those in flight whose PUBLISH is unacknowledged (a
+    /// QoS 2 message whose PUBREC arrived has been received and stays). When a session ends,
+    /// they go to another member of their group (MQTT 5.0 section 4.8.2).
+    pub fn take_shared(&mut self) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        let unreceived: Vec<PacketId> = self
+            .inflight
+            .values()
+            .filter(|f| f.stage != Stage::Released && f.delivery.shared.is_some())
+            .map(|f| f.id)
+            .collect();
+        for id in unreceived {
+            if let Some(seq) = self.ids.remove(&id)
+                && let Some(f) = self.inflight.remove(&seq)
+            {
+                self.inflight_bytes -= f.delivery.message.size();
+                out.push(f.delivery);
+            }
+        }
+        let (shared, kept): (VecDeque<Delivery>, VecDeque<Delivery>) =
+            self.queue.drain(..).partition(|d| d.shared.is_some());
+        self.queue = kept;
+        self.queued_bytes = self.queue.iter().map(|d| d.message.size()).sum();
+        out.extend(shared);
         out
     }
 
@@ -378,25 +469,27 @@ mod tests {
 
     use bytes::Bytes;
     use pigeon_proto::TopicName;
-    use pigeon_proto::properties::PublishProperties;
 
     use super::*;
     use crate::message::Message;
 
     const ONLINE: Link = Link::Online { backlog: 0 };
 
+    fn now() -> Instant {
+        crate::clock::now()
+    }
+
     fn delivery(n: u8, qos: QoS) -> Delivery {
-        Delivery {
-            message: Arc::new(Message {
-                topic: TopicName::from_static("t"),
-                payload: Bytes::from(vec![n; 10]),
+        Delivery::new(
+            Arc::new(Message::new(
+                TopicName::from_static("t"),
+                Bytes::from(vec![n; 10]),
                 qos,
-                retain: false,
-                properties: PublishProperties::default(),
-            }),
+                false,
+            )),
             qos,
-            retain: false,
-        }
+            false,
+        )
     }
 
     fn id(n: u16) -> PacketId {
@@ -422,27 +515,27 @@ mod tests {
     fn qos1_window_queue_and_release_in_order() {
         let mut out = Outbound::new(limits(2, 10));
         assert_eq!(
-            sent(out.push(delivery(1, QoS::AtLeastOnce), ONLINE)).packet_id,
+            sent(out.push(delivery(1, QoS::AtLeastOnce), ONLINE, now())).packet_id,
             Some(id(1))
         );
         assert_eq!(
-            sent(out.push(delivery(2, QoS::AtLeastOnce), ONLINE)).packet_id,
+            sent(out.push(delivery(2, QoS::AtLeastOnce), ONLINE, now())).packet_id,
             Some(id(2))
         );
         assert_eq!(
-            out.push(delivery(3, QoS::AtLeastOnce), ONLINE),
+            out.push(delivery(3, QoS::AtLeastOnce), ONLINE, now()),
             Pushed::Queued
         );
         assert_eq!(
-            out.push(delivery(4, QoS::AtLeastOnce), ONLINE),
+            out.push(delivery(4, QoS::AtLeastOnce), ONLINE, now()),
             Pushed::Queued
         );
         // The window frees one slot per PUBACK, in queue order, with the next identifiers.
-        let next = out.on_puback(id(2)).unwrap();
+        let next = out.on_puback(id(2), now()).unwrap();
         assert_eq!(next.len(), 1);
         assert_eq!(next[0].payload[0], 3);
         assert_eq!(next[0].packet_id, Some(id(3)));
-        let next = out.on_puback(id(1)).unwrap();
+        let next = out.on_puback(id(1), now()).unwrap();
         assert_eq!((next[0].payload[0], next[0].packet_id), (4, Some(id(4))));
         assert_eq!(out.queued_len(), 0);
     }
@@ -450,18 +543,18 @@ mod tests {
     #[test]
     fn qos0_bypasses_window_and_is_dropped_offline() {
         let mut out = Outbound::new(limits(1, 10));
-        sent(out.push(delivery(1, QoS::AtLeastOnce), ONLINE));
-        let p = sent(out.push(delivery(2, QoS::AtMostOnce), ONLINE));
+        sent(out.push(delivery(1, QoS::AtLeastOnce), ONLINE, now()));
+        let p = sent(out.push(delivery(2, QoS::AtMostOnce), ONLINE, now()));
         assert_eq!((p.packet_id, p.qos), (None, QoS::AtMostOnce));
         assert_eq!(
-            out.push(delivery(3, QoS::AtMostOnce), Link::Offline),
+            out.push(delivery(3, QoS::AtMostOnce), Link::Offline, now()),
             Pushed::Dropped
         );
         assert_eq!(out.dropped(), 1);
         // A congested connection drops QoS 0 once its backlog reaches the queue limit.
         let congested = Link::Online { backlog: 10 };
         assert_eq!(
-            out.push(delivery(4, QoS::AtMostOnce), congested),
+            out.push(delivery(4, QoS::AtMostOnce), congested, now()),
             Pushed::Dropped
         );
     }
@@ -473,18 +566,18 @@ mod tests {
             ..limits(1, 10)
         });
         assert_eq!(
-            out.push(delivery(1, QoS::AtMostOnce), Link::Offline),
+            out.push(delivery(1, QoS::AtMostOnce), Link::Offline, now()),
             Pushed::Queued
         );
         assert_eq!(
-            out.push(delivery(2, QoS::AtLeastOnce), Link::Offline),
+            out.push(delivery(2, QoS::AtLeastOnce), Link::Offline, now()),
             Pushed::Queued
         );
         assert_eq!(
-            out.push(delivery(3, QoS::AtLeastOnce), Link::Offline),
+            out.push(delivery(3, QoS::AtLeastOnce), Link::Offline, now()),
             Pushed::Queued
         );
-        let resumed = out.resume();
+        let resumed = out.resume(now());
         // QoS 0 leaves without a slot; one QoS 1 fills the window of one.
         assert_eq!(resumed.len(), 2);
         assert!(matches!(&resumed[0], Packet::Publish(p) if p.packet_id.is_none()));
@@ -498,18 +591,18 @@ mod tests {
             max_queued_bytes: 25,
             ..limits(1, 3)
         });
-        sent(out.push(delivery(0, QoS::AtLeastOnce), ONLINE));
+        sent(out.push(delivery(0, QoS::AtLeastOnce), ONLINE, now()));
         assert_eq!(
-            out.push(delivery(1, QoS::AtLeastOnce), ONLINE),
+            out.push(delivery(1, QoS::AtLeastOnce), ONLINE, now()),
             Pushed::Queued
         );
         assert_eq!(
-            out.push(delivery(2, QoS::AtLeastOnce), ONLINE),
+            out.push(delivery(2, QoS::AtLeastOnce), ONLINE, now()),
             Pushed::Queued
         );
         // 20 bytes queued; 10 more would pass 25.
         assert_eq!(
-            out.push(delivery(3, QoS::AtLeastOnce), ONLINE),
+            out.push(delivery(3, QoS::AtLeastOnce), ONLINE, now()),
             Pushed::Dropped
         );
         assert_eq!(out.dropped(), 1);
@@ -518,37 +611,46 @@ mod tests {
     #[test]
     fn qos2_full_exchange() {
         let mut out = Outbound::new(limits(1, 10));
-        let p = sent(out.push(delivery(1, QoS::ExactlyOnce), ONLINE));
+        let p = sent(out.push(delivery(1, QoS::ExactlyOnce), ONLINE, now()));
         assert_eq!(p.qos, QoS::ExactlyOnce);
         assert_eq!(
-            out.push(delivery(2, QoS::ExactlyOnce), ONLINE),
+            out.push(delivery(2, QoS::ExactlyOnce), ONLINE, now()),
             Pushed::Queued
         );
         // A PUBACK does not complete a QoS 2 message.
-        assert_eq!(out.on_puback(id(1)), Err(AckError::UnexpectedAck(id(1))));
-        // Nor does PUBCOMP before PUBREC.
-        assert_eq!(out.on_pubcomp(id(1)), Err(AckError::UnexpectedAck(id(1))));
         assert_eq!(
-            out.on_pubrec(id(1), false).unwrap(),
+            out.on_puback(id(1), now()),
+            Err(AckError::UnexpectedAck(id(1)))
+        );
+        // Nor does PUBCOMP before PUBREC.
+        assert_eq!(
+            out.on_pubcomp(id(1), now()),
+            Err(AckError::UnexpectedAck(id(1)))
+        );
+        assert_eq!(
+            out.on_pubrec(id(1), false, now()).unwrap(),
             vec![Packet::PubRel(PubRel::new(id(1)))]
         );
         // A repeated PUBREC gets the PUBREL again.
         assert_eq!(
-            out.on_pubrec(id(1), false).unwrap(),
+            out.on_pubrec(id(1), false, now()).unwrap(),
             vec![Packet::PubRel(PubRel::new(id(1)))]
         );
         // The slot stays taken until PUBCOMP.
-        let next = out.on_pubcomp(id(1)).unwrap();
+        let next = out.on_pubcomp(id(1), now()).unwrap();
         assert_eq!((next[0].payload[0], next[0].packet_id), (2, Some(id(2))));
-        assert_eq!(out.on_pubcomp(id(1)), Err(AckError::UnknownPacketId(id(1))));
+        assert_eq!(
+            out.on_pubcomp(id(1), now()),
+            Err(AckError::UnknownPacketId(id(1)))
+        );
     }
 
     #[test]
     fn failed_pubrec_frees_the_slot() {
         let mut out = Outbound::new(limits(1, 10));
-        sent(out.push(delivery(1, QoS::ExactlyOnce), ONLINE));
-        out.push(delivery(2, QoS::AtLeastOnce), ONLINE);
-        let next = out.on_pubrec(id(1), true).unwrap();
+        sent(out.push(delivery(1, QoS::ExactlyOnce), ONLINE, now()));
+        out.push(delivery(2, QoS::AtLeastOnce), ONLINE, now());
+        let next = out.on_pubrec(id(1), true, now()).unwrap();
         assert!(matches!(&next[..], [Packet::Publish(p)] if p.payload[0] == 2));
     }
 
@@ -557,12 +659,12 @@ mod tests {
     #[test]
     fn resume_resends_with_dup_and_original_ids() {
         let mut out = Outbound::new(limits(3, 10));
-        sent(out.push(delivery(1, QoS::AtLeastOnce), ONLINE));
-        sent(out.push(delivery(2, QoS::ExactlyOnce), ONLINE));
-        sent(out.push(delivery(3, QoS::ExactlyOnce), ONLINE));
-        out.on_pubrec(id(2), false).unwrap();
-        out.push(delivery(4, QoS::AtLeastOnce), Link::Offline);
-        let again = out.resume();
+        sent(out.push(delivery(1, QoS::AtLeastOnce), ONLINE, now()));
+        sent(out.push(delivery(2, QoS::ExactlyOnce), ONLINE, now()));
+        sent(out.push(delivery(3, QoS::ExactlyOnce), ONLINE, now()));
+        out.on_pubrec(id(2), false, now()).unwrap();
+        out.push(delivery(4, QoS::AtLeastOnce), Link::Offline, now());
+        let again = out.resume(now());
         assert_eq!(
             again.len(),
             3,
@@ -578,17 +680,17 @@ mod tests {
         let mut out = Outbound::new(limits(0, 0));
         out.next_id = PacketId::new(u16::MAX);
         assert_eq!(
-            sent(out.push(delivery(1, QoS::AtLeastOnce), ONLINE)).packet_id,
+            sent(out.push(delivery(1, QoS::AtLeastOnce), ONLINE, now())).packet_id,
             Some(id(u16::MAX))
         );
         assert_eq!(
-            sent(out.push(delivery(2, QoS::AtLeastOnce), ONLINE)).packet_id,
+            sent(out.push(delivery(2, QoS::AtLeastOnce), ONLINE, now())).packet_id,
             Some(id(1))
         );
         out.next_id = Some(id(u16::MAX));
         // 65535 and 1 are in flight: the next free one is 2.
         assert_eq!(
-            sent(out.push(delivery(3, QoS::AtLeastOnce), ONLINE)).packet_id,
+            sent(out.push(delivery(3, QoS::AtLeastOnce), ONLINE, now())).packet_id,
             Some(id(2))
         );
     }
@@ -601,10 +703,10 @@ mod tests {
         let mut out = Outbound::new(limits(20, 0));
         for i in 0..total {
             let d = delivery((i % 251) as u8, QoS::AtLeastOnce);
-            assert_eq!(out.push(d, Link::Offline), Pushed::Queued);
+            assert_eq!(out.push(d, Link::Offline, now()), Pushed::Queued);
         }
         let mut in_flight: Vec<PacketId> = out
-            .resume()
+            .resume(now())
             .into_iter()
             .map(|p| match p {
                 Packet::Publish(p) => p.packet_id.unwrap(),
@@ -615,7 +717,7 @@ mod tests {
         while let Some(next) = in_flight.first().copied() {
             in_flight.remove(0);
             delivered += 1;
-            for p in out.on_puback(next).unwrap() {
+            for p in out.on_puback(next, now()).unwrap() {
                 let new = p.packet_id.unwrap();
                 assert!(
                     !in_flight.contains(&new),
@@ -632,9 +734,9 @@ mod tests {
     fn receive_maximum_narrows_the_window() {
         let mut out = Outbound::new(limits(10, 10));
         out.set_receive_maximum(Some(1));
-        sent(out.push(delivery(1, QoS::AtLeastOnce), ONLINE));
+        sent(out.push(delivery(1, QoS::AtLeastOnce), ONLINE, now()));
         assert_eq!(
-            out.push(delivery(2, QoS::AtLeastOnce), ONLINE),
+            out.push(delivery(2, QoS::AtLeastOnce), ONLINE, now()),
             Pushed::Queued
         );
     }
@@ -645,11 +747,11 @@ mod tests {
             max_inflight_bytes: 15,
             ..limits(10, 10)
         });
-        sent(out.push(delivery(1, QoS::AtLeastOnce), ONLINE));
+        sent(out.push(delivery(1, QoS::AtLeastOnce), ONLINE, now()));
         assert_eq!(
-            out.push(delivery(2, QoS::AtLeastOnce), ONLINE),
+            out.push(delivery(2, QoS::AtLeastOnce), ONLINE, now()),
             Pushed::Queued
         );
-        assert_eq!(out.on_puback(id(1)).unwrap().len(), 1);
+        assert_eq!(out.on_puback(id(1), now()).unwrap().len(), 1);
     }
 }

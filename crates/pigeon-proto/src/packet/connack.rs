@@ -208,22 +208,23 @@ mod tests {
             0x01, // acknowledge flags: session present
             0x00, // reason code: success
             0x47, // property length 71
-            0x11, 0x00, 0x00, 0x00, 0x78, // session expiry interval 120
-            0x21, 0x00, 0x0A, // receive maximum 10
-            0x24, 0x01, // maximum QoS 1
+            // Mosquitto's order first (as Debian's mosquitto 2.0.11 sends them), then the rest.
+            0x22, 0x00, 0x05, // topic alias maximum 5
+            0x13, 0x00, 0x1E, // server keep alive 30
+            0x12, 0x00, 0x04, b'a', b'u', b't', b'o', // assigned client identifier "auto"
+            0x15, 0x00, 0x05, b'S', b'C', b'R', b'A', b'M', // authentication method "SCRAM"
+            0x16, 0x00, 0x02, 0xAB, 0xCD, // authentication data AB CD
             0x25, 0x00, // retain available 0
             0x27, 0x00, 0x01, 0x00, 0x00, // maximum packet size 65536
-            0x12, 0x00, 0x04, b'a', b'u', b't', b'o', // assigned client identifier "auto"
-            0x22, 0x00, 0x05, // topic alias maximum 5
+            0x21, 0x00, 0x0A, // receive maximum 10
+            0x24, 0x01, // maximum QoS 1
+            0x11, 0x00, 0x00, 0x00, 0x78, // session expiry interval 120
             0x1F, 0x00, 0x02, b'o', b'k', // reason string "ok"
             0x28, 0x00, // wildcard subscription available 0
             0x29, 0x01, // subscription identifiers available 1
             0x2A, 0x00, // shared subscription available 0
-            0x13, 0x00, 0x1E, // server keep alive 30
             0x1A, 0x00, 0x02, b'r', b'i', // response information "ri"
             0x1C, 0x00, 0x02, b's', b'2', // server reference "s2"
-            0x15, 0x00, 0x05, b'S', b'C', b'R', b'A', b'M', // authentication method "SCRAM"
-            0x16, 0x00, 0x02, 0xAB, 0xCD, // authentication data AB CD
             0x26, 0x00, 0x01, b'x', 0x00, 0x01, b'y', // user property ("x", "y")
         ];
         let connack = ConnAck {
