@@ -83,7 +83,11 @@ fn examples() -> &'static HashMap<String, PathBuf> {
         );
         let mut found = HashMap::new();
         for line in String::from_utf8_lossy(&out.stdout).lines() {
-            if !line.contains(r#""kind":["example"]"#) || !line.contains("pigeon-client") {
+            // Examples built as programs, not as test harnesses.
+            if !line.contains(r#""kind":["example"]"#)
+                || !line.contains("pigeon-client")
+                || !line.contains(r#""test":false"#)
+            {
                 continue;
             }
             let Some(name) = json_string(line, "name") else {
@@ -282,6 +286,8 @@ fn led_actuator_follows_commands_and_drives_gpio() {
 /// Width and height from a PNG's IHDR.
 fn png_size(png: &[u8]) -> (u32, u32) {
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    // The IEND chunk and its CRC, which is the same in every PNG: checks the encoder's CRC-32.
+    assert!(png.ends_with(&[0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82]));
     assert_eq!(&png[12..16], b"IHDR");
     let be = |at: usize| u32::from_be_bytes([png[at], png[at + 1], png[at + 2], png[at + 3]]);
     (be(16), be(20))

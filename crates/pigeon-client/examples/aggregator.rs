@@ -122,27 +122,3 @@ async fn main() -> anyhow::Result<()> {
     }
     common::finish(&client, &mut events, tasks).await
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_group_is_the_level_under_the_first_plus() {
-        assert_eq!(
-            group_of("groups/+/temperature", "groups/g7/temperature"),
-            "g7"
-        );
-        assert_eq!(group_of("lab/#", "lab/a/b"), "lab/a/b");
-    }
-
-    #[test]
-    fn an_empty_window_has_no_average() {
-        let mut w = Window::default();
-        assert_eq!(w.average(), None);
-        w.add("a".into(), 20.0);
-        w.add("b".into(), 23.0);
-        assert_eq!(w.average(), Some(21.5));
-        assert_eq!(w.groups.len(), 2);
-    }
-}

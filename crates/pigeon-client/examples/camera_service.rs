@@ -299,23 +299,3 @@ fn crc32(data: &[u8]) -> u32 {
     }
     !crc
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn crc32_matches_the_check_value() {
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-    }
-
-    #[test]
-    fn test_pattern_is_a_png_of_the_size_asked() {
-        let png = test_pattern(4, 3, 0);
-        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
-        assert_eq!(&png[12..16], b"IHDR");
-        assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 4);
-        assert_eq!(u32::from_be_bytes(png[20..24].try_into().unwrap()), 3);
-        assert!(png.ends_with(&[0xAE, 0x42, 0x60, 0x82])); // IEND's CRC
-    }
-}

@@ -139,18 +139,3 @@ async fn main() -> anyhow::Result<()> {
     let _ = drained.await;
     Ok(())
 }
-
-#[cfg(test)]
-mod tests {
-    use super::parse_reading;
-
-    #[test]
-    fn reads_the_linux_driver_forms() {
-        let w1 = "72 01 4b 46 7f ff 0e 10 57 : crc=57 YES\n72 01 4b 46 7f ff 0e 10 57 t=23125\n";
-        assert_eq!(parse_reading(w1), Some(23.125));
-        assert_eq!(parse_reading("... crc=00 NO\n... t=85000\n"), None);
-        assert_eq!(parse_reading("21437\n"), Some(21.437));
-        assert_eq!(parse_reading("19.5"), Some(19.5));
-        assert_eq!(parse_reading("warm"), None);
-    }
-}
