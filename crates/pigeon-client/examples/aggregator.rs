@@ -6,7 +6,7 @@
 //! ```
 //!
 //! At the end of each window with readings it prints `Average of 4 readings from 2 groups
-//! over 10 s: 21.25` and publishes `21.25` on `--summary-topic` (`summary/temperature`; keep
+//! over 10s: 21.25` and publishes `21.25` on `--summary-topic` (`summary/temperature`; keep
 //! it outside the filter, or the aggregator reads its own averages). A payload that is not a
 //! number is reported and left out. The group is the topic level the filter's first `+`
 //! matches.
