@@ -213,6 +213,8 @@ struct Lab {
     path: std::ffi::OsString,
     processes: HashMap<String, Background>,
     last: String,
+    /// The guide's files, written again with each broker's port.
+    files: Vec<(String, String)>,
 }
 
 impl Lab {
@@ -231,6 +233,7 @@ impl Lab {
             path: std::env::join_paths(paths).unwrap(),
             processes: HashMap::new(),
             last: String::new(),
+            files: Vec::new(),
         }
     }
 
@@ -265,14 +268,39 @@ impl Lab {
         all
     }
 
+    fn write_files(&self) {
+        for (name, body) in &self.files {
+            let text = body.replace("1883", &self.port.to_string());
+            std::fs::write(self.dir.path().join(name), text + "\n").unwrap();
+        }
+    }
+
+    /// Starts the broker on a free port: a new one for each start, and again when another
+    /// test took it meanwhile (tests run in parallel; a port is only ours while we listen).
+    fn start_broker(&mut self, name: &str, command: &str, at: &str) {
+        for _ in 0..5 {
+            self.port = free_port();
+            self.write_files();
+            let mut p = Background::spawn(&mut self.shell(command), name);
+            wait_until(|| p.output().contains(" running") || p.output().contains("in use"));
+            if p.output().contains("in use") {
+                p.kill();
+                continue;
+            }
+            self.processes.insert(name.to_owned(), p);
+            return;
+        }
+        panic!("{at}: no free port for the broker");
+    }
+
     fn step(&mut self, step: &Step) {
         let at = format!("docs/labs.md line {}", step.line);
         match step.kind.as_str() {
             "skip" => {}
             "file" => {
                 let name = step.name().expect("file NAME");
-                let text = step.body().replace("1883", &self.port.to_string());
-                std::fs::write(self.dir.path().join(name), text + "\n").unwrap();
+                self.files.push((name.to_owned(), step.body().to_owned()));
+                self.write_files();
             }
             "start" => {
                 let name = step.name().expect("start NAME").to_owned();
@@ -286,8 +314,12 @@ impl Lab {
                     (proc_name.to_owned(), text.to_owned(), before)
                 });
                 let command = step.body().trim();
-                let p = Background::spawn(&mut self.shell(command), &name);
-                self.processes.insert(name, p);
+                if command == "pigeon" || command.starts_with("pigeon ") {
+                    self.start_broker(&name, command, &at);
+                } else {
+                    let p = Background::spawn(&mut self.shell(command), &name);
+                    self.processes.insert(name, p);
+                }
                 if let Some((proc_name, text, before)) = wait {
                     assert!(
                         wait_until(
