@@ -278,19 +278,21 @@ impl Lab {
     /// Starts the broker on a free port: a new one for each start, and again when another
     /// test took it meanwhile (tests run in parallel; a port is only ours while we listen).
     fn start_broker(&mut self, name: &str, command: &str, at: &str) {
-        for _ in 0..5 {
+        let mut outputs = String::new();
+        for _ in 0..20 {
             self.port = free_port();
             self.write_files();
             let mut p = Background::spawn(&mut self.shell(command), name);
             wait_until(|| p.output().contains(" running") || p.output().contains("in use"));
             if p.output().contains("in use") {
                 p.kill();
+                outputs.push_str(&p.output());
                 continue;
             }
             self.processes.insert(name.to_owned(), p);
             return;
         }
-        panic!("{at}: no free port for the broker");
+        panic!("{at}: no free port for the broker:\n{outputs}");
     }
 
     fn step(&mut self, step: &Step) {

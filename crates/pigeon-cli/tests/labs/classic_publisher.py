@@ -29,7 +29,7 @@ client.on_publish = on_publish
 print("connecting to broker", flush=True)
 client.connect(broker_address, port)
 client.loop_start()
-print("Publishing message to topic", "house/bulbs/bulb1", flush=True)
+print("Publishing message to topic house/bulbs/bulb1", flush=True)
 info = client.publish("house/bulbs/bulb1", "OFF", qos=1)
 info.wait_for_publish()
 time.sleep(0.2)
