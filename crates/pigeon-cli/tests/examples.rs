@@ -531,3 +531,49 @@ fn request_response_matches_answers_by_correlation_data() {
         "{served}"
     );
 }
+
+// Two requests at once: the second may arrive while the first picture is in flight, and is
+// served after it, not lost.
+#[test]
+fn camera_service_serves_requests_that_arrive_together() {
+    let b = broker();
+    let mut camera = start(
+        "camera_service",
+        &b,
+        &[
+            "--source",
+            "test-pattern",
+            "--width",
+            "800",
+            "--height",
+            "600",
+            "--count",
+            "2",
+        ],
+    );
+    expect_text(&camera, "Waiting for requests", &b);
+    let dir = TempDir::new("image");
+    let mut requesters: Vec<Background> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let output = dir.path().join(format!("{name}.png"));
+            let output = output.display().to_string();
+            start(
+                "image_requester",
+                &b,
+                &["--output", &output, "--message", name],
+            )
+        })
+        .collect();
+    for r in &mut requesters {
+        expect_success(r, &b);
+    }
+    for name in ["a", "b"] {
+        let png = std::fs::read(dir.path().join(format!("{name}.png"))).unwrap();
+        assert_eq!(png_size(&png), (800, 600));
+    }
+    let served = expect_success(&mut camera, &b);
+    for request in ["(request 'a')", "(request 'b')"] {
+        assert!(served.contains(request), "{served}");
+    }
+}

@@ -18,6 +18,7 @@
 
 mod common;
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -72,15 +73,21 @@ async fn main() -> anyhow::Result<()> {
 
     let mut served = 0;
     let mut frame = 0u32;
+    let mut queued = VecDeque::new();
     while args.count == 0 || served < args.count {
-        let event = tokio::select! {
-            event = events.recv() => event,
-            () = common::interrupted() => break,
-        };
-        let request = match event {
-            Some(Event::Message(message)) => message,
-            Some(_) => continue,
-            None => anyhow::bail!("the connection to the broker ended"),
+        let request = match queued.pop_front() {
+            Some(request) => request,
+            None => {
+                let event = tokio::select! {
+                    event = events.recv() => event,
+                    () = common::interrupted() => break,
+                };
+                match event {
+                    Some(Event::Message(message)) => message,
+                    Some(_) => continue,
+                    None => anyhow::bail!("the connection to the broker ended"),
+                }
+            }
         };
         frame = frame.wrapping_add(1);
         let (image, what) = picture(&args, frame)?;
@@ -97,13 +104,16 @@ async fn main() -> anyhow::Result<()> {
             println!("Sent {size}-byte {what} to '{topic}' (request '{request_text}')");
             Ok::<_, pigeon_client::Error>(())
         });
-        // Drain events while the picture is in flight.
+        // Read events while the picture is in flight; requests arriving meanwhile wait
+        // their turn.
         tokio::pin!(done);
         loop {
             tokio::select! {
                 result = &mut done => { result??; break; }
-                event = events.recv() => if event.is_none() {
-                    anyhow::bail!("the connection to the broker ended");
+                event = events.recv() => match event {
+                    Some(Event::Message(message)) => queued.push_back(message),
+                    Some(_) => {}
+                    None => anyhow::bail!("the connection to the broker ended"),
                 },
             }
         }
