@@ -165,7 +165,7 @@ selected() {
 
 KINDS=(pigeon mosquitto pigeon-unpinned)
 echo "compare.sh: $(nproc) cores, pinned=$PINNED, $ROUNDS rounds, ${DUR}s per measurement, results in $OUT" >&2
-echo "compare.sh: $("$MOSQUITTO" -h 2>&1 | head -1), pigeon $("$PIGEON" -h 2>&1 | head -1 | grep -o '[0-9][0-9.]*' | head -1)" >&2
+echo "compare.sh: $("$MOSQUITTO" -h 2>&1 | head -1), pigeon at $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" >&2
 for entry in "${SCENARIOS[@]}"; do
     IFS='|' read -r name args extra metrics <<<"$entry"
     selected "$name" || continue

@@ -101,8 +101,9 @@ struct ConnArgs {
     /// New connections per second (0: as fast as --concurrency allows).
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
-    /// Handshakes in progress at once.
-    #[arg(long, default_value_t = 200)]
+    /// Handshakes in progress at once. The default stays below the listen backlog of 100
+    /// that Mosquitto and Pigeon use, so that no SYN is dropped and retried a second later.
+    #[arg(long, default_value_t = 64)]
     concurrency: usize,
     /// Seconds to wait after the last connect before reading the broker's memory.
     #[arg(long, default_value_t = 2.0)]

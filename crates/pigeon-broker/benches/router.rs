@@ -61,7 +61,7 @@ fn matching(c: &mut Criterion) {
         // The `+` status watcher of device 417 and the site's `#`.
         ("plus_hit", "site/42/device/417/status", 2),
         // Only the site's `#`, and its section's `#` (device 3).
-        ("hash_only", "site/42/device/3/firmware", 3),
+        ("hash_only", "site/42/device/3/firmware", 2),
         // Nothing at all: a site that does not exist.
         ("miss", "plant/7/line/2/speed", 0),
     ] {
