@@ -2,7 +2,7 @@
 
 use bytes::{BufMut, Bytes};
 
-use crate::{DecodeError, EncodeError, MqttString, PacketType};
+use crate::{DecodeError, EncodeError, MqttString, PacketType, TopicName};
 
 /// The largest value a Variable Byte Integer holds (section 1.5.5).
 pub const MAX_VAR_INT: u32 = 268_435_455;
@@ -18,10 +18,17 @@ pub(crate) struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[cfg(test)]
     pub(crate) fn new(buf: &'a Bytes, packet: PacketType) -> Self {
+        Reader::starting_at(buf, 0, packet)
+    }
+
+    /// A reader over `buf[start..]`: a packet body read in place in its whole frame, which
+    /// saves slicing (a reference count up and down) the body off the frame.
+    pub(crate) fn starting_at(buf: &'a Bytes, start: usize, packet: PacketType) -> Self {
         Reader {
             buf,
-            pos: 0,
+            pos: start.min(buf.len()),
             end: buf.len(),
             packet,
         }
@@ -131,6 +138,25 @@ impl<'a> Reader<'a> {
         MqttString::check(raw)?;
         let start = self.pos - len;
         Ok(MqttString::from_checked(self.buf.slice(start..self.pos)))
+    }
+
+    /// A UTF-8 Encoded String that should be a Topic Name (PUBLISH, will topic). The common
+    /// case, a non-empty ASCII name without U+0000 or wildcards, is checked in one pass and
+    /// comes back as `Ok(Ok(name))`. Anything else gets the string checks of
+    /// [`string`](Reader::string) (same errors, at the same point of decoding) and comes back
+    /// as `Ok(Err(string))`, for the caller to apply the Topic Name rules in its own order.
+    pub(crate) fn topic_name(&mut self) -> Result<Result<TopicName, MqttString>, DecodeError> {
+        let len = usize::from(self.u16()?);
+        let raw = self.slice_ref(len)?;
+        let start = self.pos - len;
+        if TopicName::is_plain(raw) {
+            let bytes = self.buf.slice(start..self.pos);
+            return Ok(Ok(TopicName::from_checked(MqttString::from_checked(bytes))));
+        }
+        MqttString::check(raw)?;
+        Ok(Err(MqttString::from_checked(
+            self.buf.slice(start..self.pos),
+        )))
     }
 
     /// Variable Byte Integer (section 1.5.5).

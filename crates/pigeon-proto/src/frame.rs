@@ -184,7 +184,8 @@ impl Decoder {
         }
         buf.advance(header.header_len);
         let body = buf.split_to(header.remaining_len).freeze();
-        let packet = Packet::decode_body(header.packet_type, header.flags, body, self.protocol)?;
+        let packet =
+            Packet::decode_body(header.packet_type, header.flags, &body, 0, self.protocol)?;
         if let Packet::Connect(connect) = &packet {
             self.protocol = Some(connect.protocol);
         }
@@ -213,8 +214,13 @@ impl Packet {
         if frame.len() > header.total_len() {
             return Err(DecodeError::TrailingBytes(header.packet_type));
         }
-        let body = frame.slice(header.header_len..);
-        Packet::decode_body(header.packet_type, header.flags, body, protocol)
+        Packet::decode_body(
+            header.packet_type,
+            header.flags,
+            &frame,
+            header.header_len,
+            protocol,
+        )
     }
 }
 

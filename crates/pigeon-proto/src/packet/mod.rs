@@ -196,13 +196,15 @@ impl Packet {
     }
 
     /// Decodes a packet body whose fixed header was already parsed and checked.
+    /// Decodes the body that starts at `start` in `frame` and runs to its end.
     pub(crate) fn decode_body(
         packet_type: PacketType,
         flags: u8,
-        body: Bytes,
+        frame: &Bytes,
+        start: usize,
         protocol: Option<Protocol>,
     ) -> Result<Packet, DecodeError> {
-        let mut r = Reader::new(&body, packet_type);
+        let mut r = Reader::starting_at(frame, start, packet_type);
         // Before CONNECT has told us the version, read as 3.1.1: only a client that sends
         // something else first gets here, and it is closed anyway [MQTT-3.1.0-1]. CONNECT
         // states its own version.

@@ -54,7 +54,7 @@ impl Publish {
         if dup && qos == QoS::AtMostOnce {
             return Err(DecodeError::DupWithQoS0);
         }
-        let topic = r.string()?;
+        let topic = r.topic_name()?;
         let packet_id = if qos == QoS::AtMostOnce {
             None
         } else {
@@ -65,7 +65,7 @@ impl Publish {
         } else {
             PublishProperties::default()
         };
-        let topic = match TopicName::from_string(topic) {
+        let topic = match topic.map_or_else(TopicName::from_string, Ok) {
             Ok(t) => t,
             // An empty topic is allowed when a Topic Alias names it (MQTT 5.0, 3.3.2.3.4).
             Err(TopicError::Empty) if protocol.is_v5() => {
