@@ -161,7 +161,18 @@ fn merge_listener(
     if new.connection.max_qos != max_qos {
         note("max_qos", &(max_qos as u8), &(new.connection.max_qos as u8));
     }
+    let protocol = |l: &ListenerSettings| match l.websockets {
+        Some(_) => "websockets",
+        None => "mqtt",
+    };
+    if protocol(new) != protocol(running) {
+        note("The protocol", &protocol(running), &protocol(new));
+    }
     let mut merged = new.clone();
+    // The protocol stays; within it, `http_dir` and the header limit take effect at once.
+    if merged.websockets.is_some() != running.websockets.is_some() {
+        merged.websockets.clone_from(&running.websockets);
+    }
     merged.addr = running.addr;
     merged.config_index = running.config_index;
     merged.bind_interface.clone_from(&running.bind_interface);

@@ -15,7 +15,7 @@ use crate::broker::{Broker, RoutingSettings};
 use crate::clock;
 use crate::log::{Log, LogSettings, strerror};
 use crate::message::Message;
-use crate::net::bind;
+use crate::net::{WebSocketSettings, bind};
 use crate::reload::{LiveSettings, Reloaded};
 use crate::session::{ConnectionSettings, OutboundLimits};
 use crate::sys;
@@ -108,6 +108,9 @@ pub struct ListenerSettings {
     /// Whether a failure to bind is tolerated (the implicit `::1` listener on a machine
     /// without IPv6).
     pub optional: bool,
+    /// `protocol websockets`: MQTT over WebSockets, with these settings; `None` for MQTT over
+    /// TCP.
+    pub websockets: Option<Arc<WebSocketSettings>>,
 }
 
 impl ListenerSettings {
@@ -126,6 +129,7 @@ impl ListenerSettings {
             bind_interface: None,
             tls: None,
             optional: addr.is_ipv6(),
+            websockets: None,
         }
     }
 }

@@ -11,8 +11,9 @@ use crate::auth::acl::Acl;
 use crate::auth::passwd::Credentials;
 use crate::auth::{Notes, load_acl_file, load_password_file};
 use crate::broker::RoutingSettings;
-use crate::config::{Bind, Config, SocketDomain};
+use crate::config::{Bind, Config, ListenerProtocol, SocketDomain};
 use crate::log::LogSettings;
+use crate::net::{DEFAULT_HEADERS_SIZE, WebSocketSettings};
 use crate::server::{ListenerSettings, ServerSettings};
 use crate::session::{ConnectionSettings, OutboundLimits};
 use crate::tls::ListenerTls;
@@ -97,6 +98,14 @@ impl ServerSettings {
                 connect_timeout: config.connect_timeout,
                 acl_subscribe_check: security.acl_subscribe_check,
             };
+            let websockets = (listener.protocol == ListenerProtocol::WebSockets).then(|| {
+                Arc::new(WebSocketSettings {
+                    http_dir: listener.http_dir.clone(),
+                    headers_size: config
+                        .websockets_headers_size
+                        .map_or(DEFAULT_HEADERS_SIZE, |n| n.get() as usize),
+                })
+            });
             for (addr, optional) in
                 addresses(&listener.bind, listener.port, listener.socket_domain)?
             {
@@ -113,6 +122,7 @@ impl ServerSettings {
                     bind_interface: listener.bind_interface.clone(),
                     tls: tls.clone(),
                     optional,
+                    websockets: websockets.clone(),
                 });
             }
         }

@@ -141,6 +141,15 @@ pub struct Config {
     /// when published at a lower one (against the MQTT specification). Default: `false`.
     pub upgrade_outgoing_qos: bool,
 
+    // ---- WebSockets ---------------------------------------------------------------------
+    /// `websockets_headers_size`: the longest HTTP request head (request line and headers) a
+    /// WebSockets listener reads, in bytes. Default: `None`, 4096 bytes (0 in the file).
+    /// (Mosquitto's libwebsockets default is 1024; Pigeon allows more for browsers' cookies.)
+    pub websockets_headers_size: Option<NonZeroU32>,
+    /// `websockets_log_level`: libwebsockets' log level in Mosquitto. Accepted; Pigeon's
+    /// WebSockets code logs under `log_type websockets` whatever this says. Default: 0.
+    pub websockets_log_level: u32,
+
     // ---- Persistence (stored now; persistence arrives with issue 8) ---------------------
     /// `persistence` (or its alias `retained_persistence`): whether sessions, subscriptions
     /// and messages are saved to disk. Default: `false`.

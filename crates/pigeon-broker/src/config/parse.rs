@@ -13,7 +13,7 @@ use super::listener::{
 };
 use super::logging::{LogDest, LogTypes};
 use super::sources::{Sources, include_order};
-use super::unsupported::{ENGINE, OLD_TLS, WEBSOCKETS, unsupported};
+use super::unsupported::{ENGINE, OLD_TLS, unsupported};
 use super::{Config, local_only_listeners};
 
 /// The largest PUBLISH payload MQTT allows, the ceiling of `message_size_limit`.
@@ -45,6 +45,8 @@ fn defaults() -> Config {
         sys_interval: Some(Duration::from_secs(10)),
         connect_timeout: Duration::from_secs(60),
         upgrade_outgoing_qos: false,
+        websockets_headers_size: None,
+        websockets_log_level: 0,
         persistence: false,
         persistence_file: PathBuf::from("mosquitto.db"),
         persistence_location: None,
@@ -347,12 +349,23 @@ impl<'s> Parser<'s> {
             "protocol" => {
                 let protocol = match line.one("mqtt or websockets")? {
                     "mqtt" => ListenerProtocol::Mqtt,
-                    "websockets" => return Err(line.error(Kind::NotSupportedYet(WEBSOCKETS))),
+                    "websockets" => ListenerProtocol::WebSockets,
                     other => {
                         return Err(line.bad(format!("expected mqtt or websockets, got {other:?}")));
                     }
                 };
                 self.listener(*cur).protocol = protocol;
+            }
+            "http_dir" => {
+                let dir = self.string(line, "a directory")?;
+                self.once(cur_scope, "http_dir", line)?;
+                self.listener(*cur).http_dir = Some(PathBuf::from(dir));
+            }
+            "websockets_headers_size" => {
+                self.cfg.websockets_headers_size = NonZeroU32::new(line.number(0u32, 1 << 20)?);
+            }
+            "websockets_log_level" => {
+                self.cfg.websockets_log_level = line.number(0u32, u32::MAX)?;
             }
             "max_connections" => {
                 let token = line.one("a number, or -1 for no limit")?;
@@ -1272,6 +1285,26 @@ mod tests {
     }
 
     #[test]
+    fn websockets_listeners() {
+        let c = parse(
+            "listener 1883\nlistener 8080 127.0.0.1\nprotocol websockets\nhttp_dir /srv/www\n\
+             websockets_headers_size 8192\nwebsockets_log_level 255",
+        )
+        .unwrap();
+        assert_eq!(c.listeners[0].protocol, ListenerProtocol::Mqtt);
+        assert_eq!(c.listeners[0].http_dir, None);
+        assert_eq!(c.listeners[1].protocol, ListenerProtocol::WebSockets);
+        assert_eq!(
+            c.listeners[1].http_dir.as_deref(),
+            Some(Path::new("/srv/www"))
+        );
+        assert_eq!(c.websockets_headers_size.map(NonZeroU32::get), Some(8192));
+        assert_eq!(c.websockets_log_level, 255);
+        let c = parse("websockets_headers_size 0").unwrap();
+        assert_eq!(c.websockets_headers_size, None);
+    }
+
+    #[test]
     fn once_only_directives_refuse_a_second_value() {
         let cases: &[(&str, &str)] = &[
             (
@@ -1424,12 +1457,12 @@ mod tests {
                 "Error: test.conf:1: dhparamfile: not supported by Pigeon (rustls): rustls has no finite-field Diffie-Hellman key exchange (it uses ECDHE)",
             ),
             (
-                "listener 8080\nprotocol websockets",
-                "Error: test.conf:2: protocol: not supported yet (WebSockets arrive with issue 7)",
+                "websockets_headers_size many",
+                "Error: test.conf:1: websockets_headers_size: expected a number, got \"many\"",
             ),
             (
-                "http_dir /www",
-                "Error: test.conf:1: http_dir: not supported yet (WebSockets arrive with issue 7)",
+                "listener 8080\nhttp_dir /a\nhttp_dir /b",
+                "Error: test.conf:3: http_dir: duplicate value: already set at test.conf:2",
             ),
             (
                 "connection bridge-01",

@@ -2,7 +2,10 @@
 //! [`Connection`](crate::session::Connection).
 
 mod conn;
+mod http;
 mod listener;
+mod ws;
 
 pub use self::conn::serve_connection;
 pub use self::listener::{Listener, bind};
+pub use self::ws::{DEFAULT_HEADERS_SIZE, WebSocketSettings};
