@@ -24,6 +24,8 @@ use crate::message::{Delivery, Message};
 use crate::router::{RetainSource, RetainedStore, SubscriptionTree};
 use crate::session::{Link, OutboundLimits, Pushed, Session};
 
+pub mod inspect;
+
 /// What the router sends a connected client's task.
 #[derive(Debug)]
 pub enum Mail {

@@ -13,7 +13,7 @@ use crate::auth::{Notes, load_acl_file, load_password_file};
 use crate::broker::RoutingSettings;
 use crate::config::{Bind, Config, ListenerProtocol, SocketDomain};
 use crate::log::LogSettings;
-use crate::net::{DEFAULT_HEADERS_SIZE, WebSocketSettings};
+use crate::net::{DEFAULT_HEADERS_SIZE, HttpSettings, WebSocketSettings};
 use crate::server::{ListenerSettings, ServerSettings};
 use crate::session::{ConnectionSettings, OutboundLimits};
 use crate::tls::ListenerTls;
@@ -163,6 +163,22 @@ impl ServerSettings {
             sys_interval: config.sys_interval,
             check_retain_source: config.check_retain_source,
             persistent_client_expiration: config.persistent_client_expiration,
+            http: match &config.http_listener {
+                None => None,
+                Some(http) => Some(HttpSettings {
+                    addr: (http.host.as_str(), http.port)
+                        .to_socket_addrs()
+                        .ok()
+                        .and_then(|mut addrs| addrs.next())
+                        .ok_or_else(|| {
+                            SettingsError(format!(
+                                "http_listener {} {}: cannot resolve the address",
+                                http.port, http.host
+                            ))
+                        })?,
+                    dashboard: config.http_dashboard,
+                }),
+            },
         };
         Ok((settings, notes))
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use pigeon_proto::{QoS, TopicName};
 
+use super::HttpListener;
 use super::error::{ConfigError, ConfigErrorKind as Kind, ConfigWarning, Location};
 use super::listener::{
     Bind, DEFAULT_PORT, Listener, ListenerProtocol, Security, SocketDomain, Tls,
@@ -47,6 +48,8 @@ fn defaults() -> Config {
         upgrade_outgoing_qos: false,
         websockets_headers_size: None,
         websockets_log_level: 0,
+        http_listener: None,
+        http_dashboard: true,
         persistence: false,
         persistence_file: PathBuf::from("mosquitto.db"),
         persistence_location: None,
@@ -364,6 +367,27 @@ impl<'s> Parser<'s> {
             "websockets_headers_size" => {
                 self.cfg.websockets_headers_size = NonZeroU32::new(line.number(0u32, 1 << 20)?);
             }
+            "http_listener" => {
+                let mut args = line.args();
+                let port_token = args
+                    .next()
+                    .ok_or_else(|| line.error(Kind::MissingArgument("a port number")))?;
+                let port = parse_number(port_token, 1, i128::from(u16::MAX))
+                    .ok()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .ok_or_else(|| {
+                        line.bad(format!(
+                            "expected a port number from 1 to 65535, got {port_token:?}"
+                        ))
+                    })?;
+                let host = args.next().unwrap_or("127.0.0.1").to_owned();
+                if let Some(extra) = args.next() {
+                    return Err(line.error(Kind::TooManyArguments(extra.to_owned())));
+                }
+                self.once(Scope::Global, "http_listener", line)?;
+                self.cfg.http_listener = Some(HttpListener { port, host });
+            }
+            "http_dashboard" => self.cfg.http_dashboard = line.bool()?,
             "websockets_log_level" => {
                 self.cfg.websockets_log_level = line.number(0u32, u32::MAX)?;
             }
@@ -1302,6 +1326,44 @@ mod tests {
         assert_eq!(c.websockets_log_level, 255);
         let c = parse("websockets_headers_size 0").unwrap();
         assert_eq!(c.websockets_headers_size, None);
+    }
+
+    #[test]
+    fn http_listener() {
+        let c = parse("").unwrap();
+        assert_eq!(c.http_listener, None);
+        assert!(c.http_dashboard);
+        let c = parse("http_listener 9090\nhttp_dashboard false").unwrap();
+        assert_eq!(
+            c.http_listener,
+            Some(HttpListener {
+                port: 9090,
+                host: "127.0.0.1".to_owned()
+            })
+        );
+        assert!(!c.http_dashboard);
+        let c = parse("http_listener 9090 0.0.0.0").unwrap();
+        assert_eq!(c.http_listener.unwrap().host, "0.0.0.0");
+        for (text, error) in [
+            (
+                "http_listener",
+                "Error: test.conf:1: http_listener: missing argument: expected a port number",
+            ),
+            (
+                "http_listener 0",
+                "Error: test.conf:1: http_listener: expected a port number from 1 to 65535, got \"0\"",
+            ),
+            (
+                "http_listener 1 a b",
+                "Error: test.conf:1: http_listener: too many arguments: unexpected \"b\"",
+            ),
+            (
+                "http_listener 1\nhttp_listener 2",
+                "Error: test.conf:2: http_listener: duplicate value: already set at test.conf:1",
+            ),
+        ] {
+            assert_eq!(parse(text).unwrap_err().to_string(), error, "{text}");
+        }
     }
 
     #[test]
