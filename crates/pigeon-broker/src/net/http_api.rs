@@ -225,8 +225,17 @@ fn authenticate(
     settings: &ServerSettings,
     request: &Request,
 ) -> Result<Option<(usize, Option<String>)>, Response> {
-    let refuse =
-        || Response::text(401, "Unauthorized").with("WWW-Authenticate", "Basic realm=\"pigeon\"");
+    // The dashboard asks for credentials itself: a challenge would make the browser open its
+    // own login dialog over the page.
+    let from_dashboard = request.header("x-pigeon-dashboard").is_some();
+    let refuse = || {
+        let response = Response::text(401, "Unauthorized");
+        if from_dashboard {
+            response
+        } else {
+            response.with("WWW-Authenticate", "Basic realm=\"pigeon\"")
+        }
+    };
     let basic = request
         .header("authorization")
         .and_then(|v| v.strip_prefix("Basic "))
