@@ -202,6 +202,30 @@ mod tests {
     }
 
     #[test]
+    fn the_protocol_waits_for_a_restart_but_http_dir_does_not() {
+        let running = settings("listener 8080 127.0.0.1\nprotocol websockets\nhttp_dir /a");
+        let reloaded = running.reloaded(settings(
+            "listener 8080 127.0.0.1\nprotocol websockets\nhttp_dir /b",
+        ));
+        let ws = reloaded.settings.listeners[0]
+            .websockets
+            .as_deref()
+            .unwrap();
+        assert_eq!(ws.http_dir.as_deref(), Some(Path::new("/b")));
+        assert!(reloaded.notes.is_empty(), "{:?}", reloaded.notes);
+        let reloaded = running.reloaded(settings("listener 8080 127.0.0.1"));
+        assert!(reloaded.settings.listeners[0].websockets.is_some());
+        assert_eq!(reloaded.notes.len(), 1);
+        assert!(
+            reloaded.notes[0].1.contains(
+                "The protocol of the listener on 127.0.0.1:8080 changed from websockets to mqtt"
+            ),
+            "{:?}",
+            reloaded.notes
+        );
+    }
+
+    #[test]
     fn the_same_configuration_changes_nothing() {
         let text = "listener 1883 127.0.0.1\nlistener 1884 127.0.0.1\nmax_connections 3\n";
         let running = settings(text);

@@ -260,6 +260,28 @@ mod tests {
     }
 
     #[test]
+    fn websockets_and_http_listeners() {
+        let s = settings(
+            "listener 1883 127.0.0.1\nlistener 8080 127.0.0.1\nprotocol websockets\n\
+             http_dir /srv/www\nwebsockets_headers_size 2048\nhttp_listener 9090",
+        )
+        .unwrap();
+        assert_eq!(s.listeners[0].websockets, None);
+        let ws = s.listeners[1].websockets.as_deref().unwrap();
+        assert_eq!(ws.http_dir.as_deref(), Some(Path::new("/srv/www")));
+        assert_eq!(ws.headers_size, 2048);
+        let http = s.http.unwrap();
+        assert_eq!(http.addr, SocketAddr::from(([127, 0, 0, 1], 9090)));
+        assert!(http.dashboard);
+        let s = settings("listener 8080 127.0.0.1\nprotocol websockets").unwrap();
+        assert_eq!(
+            s.listeners[0].websockets.as_deref().map(|w| w.headers_size),
+            Some(DEFAULT_HEADERS_SIZE)
+        );
+        assert_eq!(s.http, None);
+    }
+
+    #[test]
     fn configured_listener_refuses_anonymous_by_default() {
         let s = settings("listener 18830 127.0.0.1\n").unwrap();
         assert_eq!(s.listeners.len(), 1);
