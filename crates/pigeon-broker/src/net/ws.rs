@@ -767,4 +767,106 @@ mod tests {
             400
         );
     }
+
+    /// A connection whose reads give these chunks, then the end of the stream.
+    struct Chunks(std::collections::VecDeque<Vec<u8>>);
+
+    impl ReadSide for Chunks {
+        async fn read_some(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+            Ok(self.0.pop_front().map_or(0, |chunk| {
+                buf.extend_from_slice(&chunk);
+                chunk.len()
+            }))
+        }
+    }
+
+    impl WriteSide for tokio::io::Sink {
+        const BUFFERED: bool = false;
+    }
+
+    /// Reads everything `chunks` give through a [`WsReader`]: the data, and whether the
+    /// stream ended in an error.
+    fn read_all(chunks: Vec<Vec<u8>>) -> (Vec<u8>, bool) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let out = Arc::new(Mutex::new(Outgoing {
+                inner: tokio::io::sink(),
+                pending: BytesMut::new(),
+                close_sent: false,
+            }));
+            let mut reader = WsReader {
+                inner: Chunks(chunks.into()),
+                raw: BytesMut::new(),
+                frame: FrameState::Header,
+                in_message: false,
+                closed: false,
+                out,
+                log: Arc::new(Log::open(crate::log::LogSettings {
+                    dest: crate::config::LogDest::none(),
+                    ..Default::default()
+                })),
+                peer: SocketAddr::from(([127, 0, 0, 1], 1)),
+            };
+            let mut data = BytesMut::new();
+            loop {
+                match reader.read_some(&mut data).await {
+                    Ok(0) => return (data.to_vec(), false),
+                    Ok(_) => {}
+                    Err(_) => return (data.to_vec(), true),
+                }
+            }
+        })
+    }
+
+    proptest::proptest! {
+        /// Any bytes at all: no panic, and the reader ends.
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            chunks in proptest::collection::vec(proptest::collection::vec(0u8.., 0..64), 0..16),
+        ) {
+            let _ = read_all(chunks);
+        }
+
+        /// A payload cut into fragments (with pings between), the stream cut anywhere: the
+        /// payload comes out whole and in order.
+        #[test]
+        fn fragments_come_out_as_one_stream(
+            payload in proptest::collection::vec(0u8.., 0..3000),
+            cuts in proptest::collection::vec(0usize..3000, 0..8),
+            splits in proptest::collection::vec(1usize..200, 1..8),
+            mask in proptest::array::uniform4(0u8..),
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(payload.len())).collect();
+            cuts.sort_unstable();
+            cuts.dedup();
+            let mut bounds = vec![0];
+            bounds.extend(cuts);
+            bounds.push(payload.len());
+            bounds.dedup();
+            let mut wire = Vec::new();
+            let parts = bounds.len().saturating_sub(1).max(1);
+            for i in 0..parts {
+                let (a, b) = (bounds[i], bounds.get(i + 1).copied().unwrap_or(bounds[i]));
+                let opcode = if i == 0 { OP_BINARY } else { OP_CONTINUATION };
+                let fin = if i + 1 == parts { 0x80 } else { 0 };
+                wire.extend(masked(fin | opcode, &payload[a..b], mask));
+                wire.extend(masked(0x89, b"ping", mask));
+            }
+            let mut chunks = Vec::new();
+            let mut rest = &wire[..];
+            for split in splits.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (chunk, tail) = rest.split_at((*split).min(rest.len()));
+                chunks.push(chunk.to_vec());
+                rest = tail;
+            }
+            let (data, failed) = read_all(chunks);
+            proptest::prop_assert!(!failed);
+            proptest::prop_assert_eq!(data, payload);
+        }
+    }
 }
