@@ -216,7 +216,10 @@ fn http_dir_serves_files_and_nothing_outside() {
     ] {
         fs::set_permissions(file, fs::Permissions::from_mode(0o644)).unwrap();
     }
-    let (broker, ws_port) = ws_broker(&format!("http_dir {}", www.display()));
+    let (broker, ws_port) = ws_broker(&format!(
+        "http_dir {}\nwebsockets_log_level 255\nlog_type all",
+        www.display()
+    ));
     let (head, body) = http_get(ws_port, "/");
     assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
     assert!(head.contains("Content-Type: text/html"), "{head}");
@@ -236,6 +239,17 @@ fn http_dir_serves_files_and_nothing_outside() {
         assert!(head.starts_with("HTTP/1.1 404 "), "{path}: {head}");
         assert!(!body.contains("secret"), "{path}: {body}");
     }
+    // HEAD gives the headers only.
+    let reply = http_raw(ws_port, b"HEAD /js/app.js HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(reply.starts_with("HTTP/1.1 200 "), "{reply}");
+    assert!(reply.contains("Content-Length: 14\r\n"), "{reply}");
+    assert!(reply.ends_with("\r\n\r\n"), "{reply}");
+    // log_type websockets shows the requests.
+    assert!(
+        broker.wait_for_log("HTTP GET /js/app.js from 127.0.0.1: 200."),
+        "{}",
+        broker.log()
+    );
     // Other methods are refused; MQTT still works on the same port.
     let reply = http_raw(ws_port, b"POST / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(reply.starts_with("HTTP/1.1 405 "), "{reply}");
