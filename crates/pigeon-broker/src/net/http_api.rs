@@ -50,20 +50,15 @@ pub struct HttpSettings {
 pub async fn run_http(socket: TcpListener, shared: Arc<Shared>) {
     let started = clock::now();
     loop {
-        let Ok((stream, peer)) = socket.accept().await else {
+        let Ok((stream, _)) = socket.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             continue;
         };
-        tokio::spawn(serve(Arc::clone(&shared), stream, peer, started));
+        tokio::spawn(serve(Arc::clone(&shared), stream, started));
     }
 }
 
-async fn serve(
-    shared: Arc<Shared>,
-    stream: TcpStream,
-    _peer: SocketAddr,
-    started: std::time::Instant,
-) {
+async fn serve(shared: Arc<Shared>, stream: TcpStream, started: std::time::Instant) {
     let (mut reader, mut writer) = stream.into_split();
     let mut buf = BytesMut::new();
     let head = tokio::time::timeout(
@@ -89,7 +84,14 @@ async fn serve(
     };
     let settings = Arc::clone(&shared.settings.load());
     let response = respond(&shared, &settings, &request, started);
-    let _ = response.send(&mut writer, request.method == "HEAD").await;
+    match request.method.as_str() {
+        "GET" | "HEAD" => {
+            let _ = response.send(&mut writer, request.method == "HEAD").await;
+        }
+        // A body may follow: read it away so that closing does not reset the connection
+        // before the client reads the 405.
+        _ => response.send_and_linger(&mut reader, &mut writer).await,
+    }
 }
 
 /// The answer to `request`.
