@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: Debian's `chromium`, headless, with a fresh profile,
 //! driven by `playwright-core` from Node (tests/js/dashboard_check.js). The page is served by
 //! the broker's HTTP listener, logs in with an MQTT username and password (a wrong one is
-//! refused), shows a topic a TCP client (`mosquitto_pub`) publishes with its value, and
+//! refused), shows a topic a TCP client (`mosquitto_pub`) publishes with its value (and not
+//! one its ACL hides), and
 //! publishes from its form to a TCP subscriber (`mosquitto_sub`). The screenshot is saved as
 //! `target/test-artifacts/dashboard.png`. Only 127.0.0.1 is used.
 
@@ -62,13 +63,24 @@ fn dashboard_in_chromium_shows_topics_and_publishes() {
     let dir = TempDir::new("dashboard");
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let pw = dir.path().join("pw");
-    let out = Command::new(PIGEON_PASSWD)
-        .args(["-c", "-b", pw.to_str().unwrap(), "alice", "apass"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    for (i, (user, password)) in [("alice", "apass"), ("bob", "bpass")].iter().enumerate() {
+        let mut cmd = Command::new(PIGEON_PASSWD);
+        if i == 0 {
+            cmd.arg("-c");
+        }
+        let out = cmd
+            .args(["-b", pw.to_str().unwrap(), user, password])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
     fs::set_permissions(&pw, fs::Permissions::from_mode(0o644)).unwrap();
-    let acl = write(dir.path(), "acl", "user alice\ntopic readwrite #\n");
+    // The dashboard logs in as alice, who may not read secret/.
+    let acl = write(
+        dir.path(),
+        "acl",
+        "user alice\ntopic readwrite dash/#\ntopic readwrite load/#\n\nuser bob\ntopic readwrite #\n",
+    );
     let (ws, http) = (free_port(), free_port());
     let broker = Broker::start(
         PIGEON,
@@ -115,6 +127,10 @@ fn dashboard_in_chromium_shows_topics_and_publishes() {
     );
     publish(
         &broker,
+        &["-t", "secret/x", "-m", "42", "-u", "bob", "-P", "bpass"],
+    );
+    publish(
+        &broker,
         &[
             "-t",
             "dash/temp",
@@ -158,6 +174,7 @@ fn dashboard_in_chromium_shows_topics_and_publishes() {
         broker.log()
     );
     assert!(out.contains("seen dash/temp 21.5"), "{out}");
+    assert!(out.contains("secret-rows 0"), "{out}");
     assert!(
         out.contains("published published to dash/from-browser at QoS 1 (acknowledged)"),
         "{out}"

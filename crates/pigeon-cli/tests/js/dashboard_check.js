@@ -58,6 +58,8 @@ setTimeout(() => fail('timed out'), 90000).unref();
         await page.waitForFunction(
             () => document.querySelector('tr[data-topic="dash/temp"] td.value').textContent === '21.5');
         console.log('seen dash/temp ' + (await value.textContent()));
+        // What the ACL keeps from this user never shows (the test published secret/x first).
+        console.log('secret-rows ' + (await page.locator('tr[data-topic^="secret"]').count()));
         await page.click('tr[data-topic="dash/temp"]');
         await page.fill('#pub-topic', 'dash/from-browser');
         await page.fill('#pub-payload', 'hello from chromium');
