@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use pigeon_test::{
-    Background, Broker, MosquittoSub, PATIENCE, TempDir, free_port, publish, python, wait_until_for,
+    Background, Broker, MosquittoSub, PATIENCE, TempDir, free_port, publish, python, wait_until,
+    wait_until_for,
 };
 
 const PIGEON: &str = env!("CARGO_BIN_EXE_pigeon");
@@ -91,6 +92,13 @@ fn dashboard_in_chromium_shows_topics_and_publishes() {
         ),
         &[],
     );
+    for port in [ws, http] {
+        assert!(
+            wait_until(|| broker.listening_addrs().iter().any(|a| a.port() == port)),
+            "nothing listens on {port}:\n{}",
+            broker.log()
+        );
+    }
     let sub = MosquittoSub::start(
         &broker,
         &["-t", "dash/from-browser", "-u", "alice", "-P", "apass"],
