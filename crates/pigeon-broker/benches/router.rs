@@ -99,7 +99,8 @@ fn fan_out(c: &mut Criterion) {
             );
             publish.qos = qos;
             publish.packet_id = PacketId::new(1).filter(|_| qos != QoS::AtMostOnce);
-            let message = Message::from_publish(publish);
+            let now = pigeon_broker::clock::now();
+            let message = Message::from_publish(publish, None, now);
             for subscribers in [1u64, 50, 500] {
                 g.throughput(Throughput::Elements(subscribers));
                 let id = BenchmarkId::new(format!("{qname}_{payload}B"), subscribers);
@@ -109,14 +110,10 @@ fn fan_out(c: &mut Criterion) {
                         wbuf.clear();
                         let mut pid = PacketId::FIRST;
                         for _ in 0..n {
-                            let delivery = Delivery {
-                                message: Arc::clone(&message),
-                                qos,
-                                retain: false,
-                            };
+                            let delivery = Delivery::new(Arc::clone(&message), qos, false);
                             let packet_id = (qos != QoS::AtMostOnce).then_some(pid);
                             pid = pid.next();
-                            Packet::Publish(delivery.to_publish(packet_id, false))
+                            Packet::Publish(delivery.to_publish(packet_id, false, now))
                                 .encode(Protocol::V311, &mut wbuf)
                                 .expect("encodable");
                         }

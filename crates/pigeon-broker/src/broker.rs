@@ -25,6 +25,8 @@ use crate::message::{Delivery, Message};
 use crate::router::{RetainSource, RetainedStore, SubscriptionTree};
 use crate::session::{Link, OutboundLimits, Pushed, Session, Subscription, SubscriptionEntry};
 
+pub mod inspect;
+
 /// What the router sends a connected client's task.
 #[derive(Debug)]
 pub enum Mail {

@@ -161,7 +161,18 @@ fn merge_listener(
     if new.connection.max_qos != max_qos {
         note("max_qos", &(max_qos as u8), &(new.connection.max_qos as u8));
     }
+    let protocol = |l: &ListenerSettings| match l.websockets {
+        Some(_) => "websockets",
+        None => "mqtt",
+    };
+    if protocol(new) != protocol(running) {
+        note("The protocol", &protocol(running), &protocol(new));
+    }
     let mut merged = new.clone();
+    // The protocol stays; within it, `http_dir` and the header limit take effect at once.
+    if merged.websockets.is_some() != running.websockets.is_some() {
+        merged.websockets.clone_from(&running.websockets);
+    }
     merged.addr = running.addr;
     merged.config_index = running.config_index;
     merged.bind_interface.clone_from(&running.bind_interface);
@@ -188,6 +199,30 @@ mod tests {
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_protocol_waits_for_a_restart_but_http_dir_does_not() {
+        let running = settings("listener 8080 127.0.0.1\nprotocol websockets\nhttp_dir /a");
+        let reloaded = running.reloaded(settings(
+            "listener 8080 127.0.0.1\nprotocol websockets\nhttp_dir /b",
+        ));
+        let ws = reloaded.settings.listeners[0]
+            .websockets
+            .as_deref()
+            .unwrap();
+        assert_eq!(ws.http_dir.as_deref(), Some(Path::new("/b")));
+        assert!(reloaded.notes.is_empty(), "{:?}", reloaded.notes);
+        let reloaded = running.reloaded(settings("listener 8080 127.0.0.1"));
+        assert!(reloaded.settings.listeners[0].websockets.is_some());
+        assert_eq!(reloaded.notes.len(), 1);
+        assert!(
+            reloaded.notes[0].1.contains(
+                "The protocol of the listener on 127.0.0.1:8080 changed from websockets to mqtt"
+            ),
+            "{:?}",
+            reloaded.notes
+        );
     }
 
     #[test]

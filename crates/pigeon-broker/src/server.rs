@@ -15,7 +15,7 @@ use crate::broker::{Broker, RoutingSettings};
 use crate::clock;
 use crate::log::{Log, LogSettings, strerror};
 use crate::message::Message;
-use crate::net::bind;
+use crate::net::{HttpSettings, WebSocketSettings, bind, run_http};
 use crate::reload::{LiveSettings, Reloaded};
 use crate::session::{ConnectionSettings, OutboundLimits};
 use crate::sys;
@@ -47,6 +47,9 @@ pub struct ServerSettings {
     /// `persistent_client_expiration`: how long a disconnected persistent session is kept;
     /// `None` keeps it for ever.
     pub persistent_client_expiration: Option<Duration>,
+    /// `http_listener` (Pigeon's): metrics, JSON API and dashboard; `None` for none. The
+    /// socket is bound at start only.
+    pub http: Option<HttpSettings>,
 }
 
 impl Default for ServerSettings {
@@ -73,6 +76,7 @@ impl Default for ServerSettings {
             sys_interval: Some(Duration::from_secs(10)),
             check_retain_source: true,
             persistent_client_expiration: None,
+            http: None,
         }
     }
 }
@@ -109,6 +113,9 @@ pub struct ListenerSettings {
     /// Whether a failure to bind is tolerated (the implicit `::1` listener on a machine
     /// without IPv6).
     pub optional: bool,
+    /// `protocol websockets`: MQTT over WebSockets, with these settings; `None` for MQTT over
+    /// TCP.
+    pub websockets: Option<Arc<WebSocketSettings>>,
 }
 
 impl ListenerSettings {
@@ -127,6 +134,7 @@ impl ListenerSettings {
             bind_interface: None,
             tls: None,
             optional: addr.is_ipv6(),
+            websockets: None,
         }
     }
 }
@@ -274,6 +282,18 @@ impl Server {
             tasks.push(tokio::spawn(
                 bound.run(Arc::clone(&shared), listener_shared),
             ));
+        }
+        if let Some(http) = &settings.http {
+            shared
+                .log
+                .info(format_args!("Opening HTTP listen socket on {}.", http.addr));
+            let socket = tokio::net::TcpListener::bind(http.addr)
+                .await
+                .map_err(|e| {
+                    shared.log.error(format_args!("Error: {}", strerror(&e)));
+                    io::Error::new(e.kind(), format!("unable to listen on {}: {e}", http.addr))
+                })?;
+            tasks.push(tokio::spawn(run_http(socket, Arc::clone(&shared))));
         }
         // Both run even when their setting turns them off: a reload may turn them on.
         tasks.push(tokio::spawn(housekeeping(Arc::clone(&shared))));

@@ -11,8 +11,9 @@ use crate::auth::acl::Acl;
 use crate::auth::passwd::Credentials;
 use crate::auth::{Notes, load_acl_file, load_password_file};
 use crate::broker::RoutingSettings;
-use crate::config::{Bind, Config, SocketDomain};
+use crate::config::{Bind, Config, ListenerProtocol, SocketDomain};
 use crate::log::LogSettings;
+use crate::net::{DEFAULT_HEADERS_SIZE, HttpSettings, WebSocketSettings};
 use crate::server::{ListenerSettings, ServerSettings};
 use crate::session::{ConnectionSettings, OutboundLimits};
 use crate::tls::ListenerTls;
@@ -101,6 +102,14 @@ impl ServerSettings {
                 receive_maximum: config.max_inflight_messages,
                 max_packet_size: config.max_packet_size,
             };
+            let websockets = (listener.protocol == ListenerProtocol::WebSockets).then(|| {
+                Arc::new(WebSocketSettings {
+                    http_dir: listener.http_dir.clone(),
+                    headers_size: config
+                        .websockets_headers_size
+                        .map_or(DEFAULT_HEADERS_SIZE, |n| n.get() as usize),
+                })
+            });
             for (addr, optional) in
                 addresses(&listener.bind, listener.port, listener.socket_domain)?
             {
@@ -117,6 +126,7 @@ impl ServerSettings {
                     bind_interface: listener.bind_interface.clone(),
                     tls: tls.clone(),
                     optional,
+                    websockets: websockets.clone(),
                 });
             }
         }
@@ -158,6 +168,22 @@ impl ServerSettings {
             sys_interval: config.sys_interval,
             check_retain_source: config.check_retain_source,
             persistent_client_expiration: config.persistent_client_expiration,
+            http: match &config.http_listener {
+                None => None,
+                Some(http) => Some(HttpSettings {
+                    addr: (http.host.as_str(), http.port)
+                        .to_socket_addrs()
+                        .ok()
+                        .and_then(|mut addrs| addrs.next())
+                        .ok_or_else(|| {
+                            SettingsError(format!(
+                                "http_listener {} {}: cannot resolve the address",
+                                http.port, http.host
+                            ))
+                        })?,
+                    dashboard: config.http_dashboard,
+                }),
+            },
         };
         Ok((settings, notes))
     }
@@ -236,6 +262,28 @@ mod tests {
         let addrs: Vec<String> = s.listeners.iter().map(|l| l.addr.to_string()).collect();
         assert_eq!(addrs, ["127.0.0.1:1883", "[::1]:1883"]);
         assert!(s.listeners.iter().all(|l| l.allow_anonymous));
+    }
+
+    #[test]
+    fn websockets_and_http_listeners() {
+        let s = settings(
+            "listener 1883 127.0.0.1\nlistener 8080 127.0.0.1\nprotocol websockets\n\
+             http_dir /srv/www\nwebsockets_headers_size 2048\nhttp_listener 9090",
+        )
+        .unwrap();
+        assert_eq!(s.listeners[0].websockets, None);
+        let ws = s.listeners[1].websockets.as_deref().unwrap();
+        assert_eq!(ws.http_dir.as_deref(), Some(Path::new("/srv/www")));
+        assert_eq!(ws.headers_size, 2048);
+        let http = s.http.unwrap();
+        assert_eq!(http.addr, SocketAddr::from(([127, 0, 0, 1], 9090)));
+        assert!(http.dashboard);
+        let s = settings("listener 8080 127.0.0.1\nprotocol websockets").unwrap();
+        assert_eq!(
+            s.listeners[0].websockets.as_deref().map(|w| w.headers_size),
+            Some(DEFAULT_HEADERS_SIZE)
+        );
+        assert_eq!(s.http, None);
     }
 
     #[test]

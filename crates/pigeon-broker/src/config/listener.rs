@@ -30,6 +30,10 @@ pub struct Listener {
     pub socket_domain: Option<SocketDomain>,
     /// `protocol`. Default: [`ListenerProtocol::Mqtt`].
     pub protocol: ListenerProtocol,
+    /// `http_dir`: on a WebSockets listener, the directory whose files are served to plain
+    /// HTTP requests (a request that is not a WebSocket upgrade). Default: none, such requests
+    /// get 404.
+    pub http_dir: Option<PathBuf>,
     /// `max_connections`: the most clients connected at once through this listener. Default:
     /// `None`, no limit (`-1`, or 0, in the file).
     pub max_connections: Option<NonZeroU32>,
@@ -66,6 +70,7 @@ impl Default for Listener {
             bind_interface: None,
             socket_domain: None,
             protocol: ListenerProtocol::Mqtt,
+            http_dir: None,
             max_connections: None,
             max_qos: QoS::ExactlyOnce,
             max_topic_alias: 10,
@@ -103,9 +108,12 @@ pub enum SocketDomain {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum ListenerProtocol {
-    /// MQTT over TCP (`mqtt`), the default. (`websockets` arrives with issue 7.)
+    /// MQTT over TCP (`mqtt`), the default.
     #[default]
     Mqtt,
+    /// MQTT over WebSockets (`websockets`): each connection starts with an HTTP upgrade
+    /// (subprotocol `mqtt` or `mqttv3.1`), then MQTT packets travel in binary frames.
+    WebSockets,
 }
 
 /// A listener's TLS settings, as written. A listener speaks TLS when it has `certfile` and

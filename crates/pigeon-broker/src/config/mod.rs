@@ -56,6 +56,15 @@ pub use self::listener::{
 pub use self::logging::{LogDest, LogTypes};
 pub use self::sources::{FsSources, MemorySources, Sources};
 
+/// Where the HTTP listener binds (`http_listener PORT [ADDRESS]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpListener {
+    /// The TCP port.
+    pub port: u16,
+    /// The address or host name; default 127.0.0.1.
+    pub host: String,
+}
+
 /// The broker configuration, with Mosquitto 2.0's defaults for everything the file leaves
 /// out. [`Config::default`] is the configuration of an empty file.
 ///
@@ -140,6 +149,25 @@ pub struct Config {
     /// `upgrade_outgoing_qos`: whether messages are delivered at the subscription's QoS even
     /// when published at a lower one (against the MQTT specification). Default: `false`.
     pub upgrade_outgoing_qos: bool,
+
+    // ---- WebSockets ---------------------------------------------------------------------
+    /// `websockets_headers_size`: the longest HTTP request head (request line and headers) a
+    /// WebSockets listener reads, in bytes. Default: `None`, 4096 bytes (0 in the file).
+    /// (Mosquitto's libwebsockets default is 1024; Pigeon allows more for browsers' cookies.)
+    pub websockets_headers_size: Option<NonZeroU32>,
+    /// `websockets_log_level`: libwebsockets' log level in Mosquitto. Accepted; Pigeon's
+    /// WebSockets code logs under `log_type websockets` whatever this says. Default: 0.
+    pub websockets_log_level: u32,
+
+    // ---- HTTP listener (Pigeon's own) ----------------------------------------------------
+    /// `http_listener PORT [ADDRESS]` (a Pigeon directive): where the HTTP listener serving
+    /// `/metrics`, the JSON API and the dashboard binds. Default: none, no HTTP listener.
+    /// Without an address it binds 127.0.0.1 only (unlike MQTT listeners, which bind every
+    /// address): the API shows client identifiers, so exposing it is a choice to write down.
+    pub http_listener: Option<HttpListener>,
+    /// `http_dashboard true|false` (a Pigeon directive): whether the HTTP listener serves the
+    /// dashboard at `/`. Default: `true`.
+    pub http_dashboard: bool,
 
     // ---- Persistence (stored now; persistence arrives with issue 8) ---------------------
     /// `persistence` (or its alias `retained_persistence`): whether sessions, subscriptions

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use pigeon_proto::{QoS, TopicName};
 
+use super::HttpListener;
 use super::error::{ConfigError, ConfigErrorKind as Kind, ConfigWarning, Location};
 use super::listener::{
     Bind, DEFAULT_PORT, Listener, ListenerProtocol, Security, SocketDomain, Tls,
 };
 use super::logging::{LogDest, LogTypes};
 use super::sources::{Sources, include_order};
-use super::unsupported::{ENGINE, OLD_TLS, WEBSOCKETS, unsupported};
+use super::unsupported::{ENGINE, OLD_TLS, unsupported};
 use super::{Config, local_only_listeners};
 
 /// The largest PUBLISH payload MQTT allows, the ceiling of `message_size_limit`.
@@ -45,6 +46,10 @@ fn defaults() -> Config {
         sys_interval: Some(Duration::from_secs(10)),
         connect_timeout: Duration::from_secs(60),
         upgrade_outgoing_qos: false,
+        websockets_headers_size: None,
+        websockets_log_level: 0,
+        http_listener: None,
+        http_dashboard: true,
         persistence: false,
         persistence_file: PathBuf::from("mosquitto.db"),
         persistence_location: None,
@@ -347,12 +352,44 @@ impl<'s> Parser<'s> {
             "protocol" => {
                 let protocol = match line.one("mqtt or websockets")? {
                     "mqtt" => ListenerProtocol::Mqtt,
-                    "websockets" => return Err(line.error(Kind::NotSupportedYet(WEBSOCKETS))),
+                    "websockets" => ListenerProtocol::WebSockets,
                     other => {
                         return Err(line.bad(format!("expected mqtt or websockets, got {other:?}")));
                     }
                 };
                 self.listener(*cur).protocol = protocol;
+            }
+            "http_dir" => {
+                let dir = self.string(line, "a directory")?;
+                self.once(cur_scope, "http_dir", line)?;
+                self.listener(*cur).http_dir = Some(PathBuf::from(dir));
+            }
+            "websockets_headers_size" => {
+                self.cfg.websockets_headers_size = NonZeroU32::new(line.number(0u32, 1 << 20)?);
+            }
+            "http_listener" => {
+                let mut args = line.args();
+                let port_token = args
+                    .next()
+                    .ok_or_else(|| line.error(Kind::MissingArgument("a port number")))?;
+                let port = parse_number(port_token, 1, i128::from(u16::MAX))
+                    .ok()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .ok_or_else(|| {
+                        line.bad(format!(
+                            "expected a port number from 1 to 65535, got {port_token:?}"
+                        ))
+                    })?;
+                let host = args.next().unwrap_or("127.0.0.1").to_owned();
+                if let Some(extra) = args.next() {
+                    return Err(line.error(Kind::TooManyArguments(extra.to_owned())));
+                }
+                self.once(Scope::Global, "http_listener", line)?;
+                self.cfg.http_listener = Some(HttpListener { port, host });
+            }
+            "http_dashboard" => self.cfg.http_dashboard = line.bool()?,
+            "websockets_log_level" => {
+                self.cfg.websockets_log_level = line.number(0u32, u32::MAX)?;
             }
             "max_connections" => {
                 let token = line.one("a number, or -1 for no limit")?;
@@ -1272,6 +1309,64 @@ mod tests {
     }
 
     #[test]
+    fn websockets_listeners() {
+        let c = parse(
+            "listener 1883\nlistener 8080 127.0.0.1\nprotocol websockets\nhttp_dir /srv/www\n\
+             websockets_headers_size 8192\nwebsockets_log_level 255",
+        )
+        .unwrap();
+        assert_eq!(c.listeners[0].protocol, ListenerProtocol::Mqtt);
+        assert_eq!(c.listeners[0].http_dir, None);
+        assert_eq!(c.listeners[1].protocol, ListenerProtocol::WebSockets);
+        assert_eq!(
+            c.listeners[1].http_dir.as_deref(),
+            Some(Path::new("/srv/www"))
+        );
+        assert_eq!(c.websockets_headers_size.map(NonZeroU32::get), Some(8192));
+        assert_eq!(c.websockets_log_level, 255);
+        let c = parse("websockets_headers_size 0").unwrap();
+        assert_eq!(c.websockets_headers_size, None);
+    }
+
+    #[test]
+    fn http_listener() {
+        let c = parse("").unwrap();
+        assert_eq!(c.http_listener, None);
+        assert!(c.http_dashboard);
+        let c = parse("http_listener 9090\nhttp_dashboard false").unwrap();
+        assert_eq!(
+            c.http_listener,
+            Some(HttpListener {
+                port: 9090,
+                host: "127.0.0.1".to_owned()
+            })
+        );
+        assert!(!c.http_dashboard);
+        let c = parse("http_listener 9090 0.0.0.0").unwrap();
+        assert_eq!(c.http_listener.unwrap().host, "0.0.0.0");
+        for (text, error) in [
+            (
+                "http_listener",
+                "Error: test.conf:1: http_listener: missing argument: expected a port number",
+            ),
+            (
+                "http_listener 0",
+                "Error: test.conf:1: http_listener: expected a port number from 1 to 65535, got \"0\"",
+            ),
+            (
+                "http_listener 1 a b",
+                "Error: test.conf:1: http_listener: too many arguments: unexpected \"b\"",
+            ),
+            (
+                "http_listener 1\nhttp_listener 2",
+                "Error: test.conf:2: http_listener: duplicate value: already set at test.conf:1",
+            ),
+        ] {
+            assert_eq!(parse(text).unwrap_err().to_string(), error, "{text}");
+        }
+    }
+
+    #[test]
     fn once_only_directives_refuse_a_second_value() {
         let cases: &[(&str, &str)] = &[
             (
@@ -1424,12 +1519,12 @@ mod tests {
                 "Error: test.conf:1: dhparamfile: not supported by Pigeon (rustls): rustls has no finite-field Diffie-Hellman key exchange (it uses ECDHE)",
             ),
             (
-                "listener 8080\nprotocol websockets",
-                "Error: test.conf:2: protocol: not supported yet (WebSockets arrive with issue 7)",
+                "websockets_headers_size many",
+                "Error: test.conf:1: websockets_headers_size: expected a number, got \"many\"",
             ),
             (
-                "http_dir /www",
-                "Error: test.conf:1: http_dir: not supported yet (WebSockets arrive with issue 7)",
+                "listener 8080\nhttp_dir /a\nhttp_dir /b",
+                "Error: test.conf:3: http_dir: duplicate value: already set at test.conf:2",
             ),
             (
                 "connection bridge-01",

@@ -10,8 +10,6 @@ use super::error::ConfigErrorKind::{self, NotSupportedYet, RefusedByRustls, Unsu
 /// Client certificate checks Pigeon does not have yet.
 const CLIENT_CERT_DATES: &str =
     "client certificates are always checked for expiry; turning that off is not implemented";
-/// WebSockets listeners.
-pub(crate) const WEBSOCKETS: &str = "WebSockets arrive with issue 7";
 /// Bridges to other brokers.
 const BRIDGES: &str = "bridges are not planned yet";
 /// Directives added to Mosquitto after 2.0, the version Pigeon follows.
@@ -87,14 +85,12 @@ pub(crate) fn unsupported(directive: &str, _args: &str) -> Option<ConfigErrorKin
         "tls_engine" | "tls_engine_kpass_sha1" => RefusedByRustls(ENGINE),
         "psk_file" | "psk_hint" | "bridge_identity" | "bridge_psk" => RefusedByRustls(PSK),
         "dhparamfile" => RefusedByRustls(DHPARAM),
-        "http_dir" | "websockets_log_level" | "websockets_headers_size" | "websockets_origin" => {
-            NotSupportedYet(WEBSOCKETS)
-        }
         "auth_plugin" | "plugin" | "global_plugin" | "auth_plugin_deny_special_chars" => {
             Unsupported(PLUGINS)
         }
         d if d.starts_with("auth_opt_") || d.starts_with("plugin_opt_") => Unsupported(PLUGINS),
         "accept_protocol_versions"
+        | "websockets_origin"
         | "enable_control_api"
         | "global_max_clients"
         | "global_max_connections"
@@ -157,9 +153,11 @@ mod tests {
 
     #[test]
     fn other_families() {
+        assert_eq!(message("http_dir", "/www"), None);
+        assert_eq!(message("websockets_headers_size", "4096"), None);
         assert_eq!(
-            message("http_dir", "/www").as_deref(),
-            Some("not supported yet (WebSockets arrive with issue 7)")
+            message("websockets_origin", "https://example.com").as_deref(),
+            Some("not supported yet (a directive of Mosquitto versions after 2.0)")
         );
         assert_eq!(
             message("connection", "b1").as_deref(),

@@ -77,7 +77,7 @@ pub async fn serve_connection(
             writer,
             cert_username: None,
         };
-        return drive(shared, listener, settings, settings_rx, io, peer, accepted).await;
+        return serve_io(shared, listener, settings, settings_rx, io, peer, accepted).await;
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config));
     let patience = listener_settings.connection.connect_timeout;
@@ -120,6 +120,43 @@ pub async fn serve_connection(
     };
     // Boxed, like the handshake above: a TLS session is large, and the plain TCP path, which
     // shares this future's layout, must not pay for it on every idle connection.
+    Box::pin(serve_io(
+        shared,
+        listener,
+        settings,
+        settings_rx,
+        io,
+        peer,
+        accepted,
+    ))
+    .await;
+}
+
+/// Drives `io`, after a WebSocket handshake on a `protocol websockets` listener (see
+/// [`super::ws`]).
+async fn serve_io<R: ReadSide, W: WriteSide>(
+    shared: Arc<Shared>,
+    listener: Arc<ListenerShared>,
+    settings: Arc<ServerSettings>,
+    settings_rx: watch::Receiver<Arc<ServerSettings>>,
+    io: Io<R, W>,
+    peer: SocketAddr,
+    accepted: std::time::Instant,
+) {
+    let listener_settings = &settings.listeners[listener.index];
+    let Some(ws) = listener_settings.websockets.clone() else {
+        return drive(shared, listener, settings, settings_rx, io, peer, accepted).await;
+    };
+    let patience = listener_settings.connection.connect_timeout;
+    let upgraded = super::ws::accept(&shared.log, &ws, io.reader, io.writer, peer, patience);
+    let Some((reader, writer)) = Box::pin(upgraded).await else {
+        return;
+    };
+    let io = Io {
+        reader,
+        writer,
+        cert_username: io.cert_username,
+    };
     Box::pin(drive(
         shared,
         listener,
@@ -175,7 +212,7 @@ async fn drive<R: ReadSide, W: WriteSide>(
 }
 
 /// The reading half of a connection.
-trait ReadSide: Send + Unpin + 'static {
+pub(super) trait ReadSide: Send + Unpin + 'static {
     /// Waits for bytes and appends them to `buf`; 0 at the end of the stream.
     fn read_some<'a>(
         &'a mut self,
@@ -184,7 +221,7 @@ trait ReadSide: Send + Unpin + 'static {
 }
 
 /// The writing half of a connection.
-trait WriteSide: AsyncWrite + Send + Unpin + 'static {
+pub(super) trait WriteSide: AsyncWrite + Send + Unpin + 'static {
     /// Whether a write may leave bytes buffered below it, which then need a flush.
     const BUFFERED: bool;
 }

@@ -201,6 +201,47 @@ fn match_rec<'t, K, V>(
     }
 }
 
+/// A read-only walk, for the HTTP API (`broker/inspect.rs`); apart so that it stays out of the
+/// way of the matching code.
+impl<K, V> SubscriptionTree<K, V> {
+    /// Calls `f` with every subscription: its filter (as subscribed, without any `$share/`
+    /// prefix the caller strips), key and value. The order is unspecified.
+    pub fn for_each(&self, mut f: impl FnMut(&str, &K, &V)) {
+        let mut path = String::new();
+        walk(&self.root, &mut path, true, &mut f);
+    }
+}
+
+fn walk<K, V>(node: &Node<K, V>, path: &mut String, root: bool, f: &mut impl FnMut(&str, &K, &V)) {
+    for (k, v) in &node.exact {
+        f(path, k, v);
+    }
+    if !node.multi.is_empty() {
+        let filter = if root {
+            "#".to_owned()
+        } else {
+            format!("{path}/#")
+        };
+        for (k, v) in &node.multi {
+            f(&filter, k, v);
+        }
+    }
+    let children = node
+        .children
+        .iter()
+        .map(|(level, child)| (&**level, child))
+        .chain(node.plus.as_deref().map(|child| ("+", child)));
+    for (level, child) in children {
+        let len = path.len();
+        if !root {
+            path.push('/');
+        }
+        path.push_str(level);
+        walk(child, path, false, f);
+        path.truncate(len);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -359,5 +400,23 @@ mod tests {
             prop_assert!(tree.is_empty());
             prop_assert!(tree.root.is_empty());
         }
+    }
+
+    #[test]
+    fn for_each_gives_back_every_filter() {
+        let mut tree = SubscriptionTree::new();
+        let filters = ["#", "a", "a/#", "/a", "/#", "+/b/+", "a//c", "$SYS/#", "+"];
+        for (i, f) in filters.iter().enumerate() {
+            tree.insert(f, i, ());
+        }
+        let mut seen = Vec::new();
+        tree.for_each(|f, k, ()| seen.push((f.to_owned(), *k)));
+        seen.sort_by_key(|(_, k)| *k);
+        let expected: Vec<(String, usize)> = filters
+            .iter()
+            .enumerate()
+            .map(|(i, f)| ((*f).to_owned(), i))
+            .collect();
+        assert_eq!(seen, expected);
     }
 }

@@ -1,0 +1,200 @@
+//! The dashboard in a real browser: Debian's `chromium`, headless, with a fresh profile,
+//! driven by `playwright-core` from Node (tests/js/dashboard_check.js). The page is served by
+//! the broker's HTTP listener, logs in with an MQTT username and password (a wrong one is
+//! refused), shows a topic a TCP client (`mosquitto_pub`) publishes with its value (and not
+//! one its ACL hides), and
+//! publishes from its form to a TCP subscriber (`mosquitto_sub`). The screenshot is saved as
+//! `target/test-artifacts/dashboard.png`. Only 127.0.0.1 is used.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use pigeon_test::{
+    Background, Broker, MosquittoSub, PATIENCE, TempDir, free_port, publish, python, wait_until,
+    wait_until_for,
+};
+
+const PIGEON: &str = env!("CARGO_BIN_EXE_pigeon");
+const PIGEON_PASSWD: &str = env!("CARGO_BIN_EXE_pigeon-passwd");
+/// Distinct topics published at once while the page is open.
+const LOAD_TOPICS: usize = 3000;
+/// Publishes topics load/I/J (I < N/100) at QoS 1 as alice, to port argv[1].
+const LOAD: &str = r"
+import sys
+import paho.mqtt.client as mqtt
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id='loader')
+c.username_pw_set('alice', 'apass')
+c.connect('127.0.0.1', int(sys.argv[1]))
+c.loop_start()
+infos = [c.publish(f'load/{i // 100}/{i % 100}', str(i), qos=1) for i in range(int(sys.argv[2]))]
+for info in infos:
+    info.wait_for_publish(30)
+c.disconnect()
+c.loop_stop()
+";
+
+fn js_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed in {}: run scripts/test (ensure_node_packages), or \
+         `npm ci` there",
+        dir.display()
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    assert!(
+        Path::new(&chromium).is_file(),
+        "no Chromium at {chromium}: apt-get install chromium (scripts/test does)"
+    );
+    dir
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    fs::write(&path, text).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn dashboard_in_chromium_shows_topics_and_publishes() {
+    let js = js_dir();
+    let dir = TempDir::new("dashboard");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let pw = dir.path().join("pw");
+    for (i, (user, password)) in [("alice", "apass"), ("bob", "bpass")].iter().enumerate() {
+        let mut cmd = Command::new(PIGEON_PASSWD);
+        if i == 0 {
+            cmd.arg("-c");
+        }
+        let out = cmd
+            .args(["-b", pw.to_str().unwrap(), user, password])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    fs::set_permissions(&pw, fs::Permissions::from_mode(0o644)).unwrap();
+    // The dashboard logs in as alice, who may not read secret/.
+    let acl = write(
+        dir.path(),
+        "acl",
+        "user alice\ntopic readwrite dash/#\ntopic readwrite load/#\n\nuser bob\ntopic readwrite #\n",
+    );
+    let (ws, http) = (free_port(), free_port());
+    let broker = Broker::start(
+        PIGEON,
+        &format!(
+            "allow_anonymous false\npassword_file {}\nacl_file {acl}\nhttp_listener {http}\n\
+             listener {ws} 127.0.0.1\nprotocol websockets\n",
+            pw.display()
+        ),
+        &[],
+    );
+    for port in [ws, http] {
+        assert!(
+            wait_until(|| broker.listening_addrs().iter().any(|a| a.port() == port)),
+            "nothing listens on {port}:\n{}",
+            broker.log()
+        );
+    }
+    let sub = MosquittoSub::start(
+        &broker,
+        &["-t", "dash/from-browser", "-u", "alice", "-P", "apass"],
+    );
+    let screenshot =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artifacts/dashboard.png");
+    let _ = fs::remove_file(&screenshot);
+    let mut node = Background::spawn(
+        Command::new("node")
+            .current_dir(&js)
+            .arg("dashboard_check.js")
+            .arg(format!("http://127.0.0.1:{http}/"))
+            .args(["alice", "apass", "wrong"])
+            .arg(&screenshot)
+            .env("LOAD_TOPICS", LOAD_TOPICS.to_string()),
+        "node dashboard_check.js",
+    );
+    // Chromium may take a while to start on a busy machine.
+    let ready = wait_until_for(PATIENCE * 6, || {
+        let out = node.output();
+        out.contains("ready ") || out.contains("error ")
+    });
+    assert!(
+        ready && node.output().contains("ready connected to ws://127.0.0.1"),
+        "{}\nbroker:\n{}",
+        node.output(),
+        broker.log()
+    );
+    assert!(
+        node.output()
+            .contains("refused Cannot connect: login refused"),
+        "{}",
+        node.output()
+    );
+    publish(
+        &broker,
+        &["-t", "secret/x", "-m", "42", "-u", "bob", "-P", "bpass"],
+    );
+    publish(
+        &broker,
+        &[
+            "-t",
+            "dash/temp",
+            "-m",
+            "21.5",
+            "-u",
+            "alice",
+            "-P",
+            "apass",
+        ],
+    );
+    // Thousands of topics at once, from paho-mqtt.
+    assert!(
+        wait_until_for(PATIENCE * 6, || {
+            let out = node.output();
+            out.contains("waiting-load") || out.contains("error ")
+        }),
+        "{}",
+        node.output()
+    );
+    let load = Command::new(python())
+        .args([
+            "-c",
+            LOAD,
+            &broker.port().to_string(),
+            &LOAD_TOPICS.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        load.status.success(),
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    let status = node.wait_exit(PATIENCE * 9);
+    let out = node.output();
+    assert_eq!(
+        status.map(|s| s.success()),
+        Some(true),
+        "{out}\nbroker:\n{}",
+        broker.log()
+    );
+    assert!(out.contains("seen dash/temp 21.5"), "{out}");
+    assert!(out.contains("secret-rows 0"), "{out}");
+    assert!(
+        out.contains("published published to dash/from-browser at QoS 1 (acknowledged)"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("load {LOAD_TOPICS}")), "{out}");
+    assert_eq!(sub.wait_for_messages(1), ["hello from chromium"]);
+    let png = fs::read(&screenshot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG"),
+        "not a PNG: {}",
+        screenshot.display()
+    );
+    // The page logged in over MQTT as alice, through the WebSocket listener.
+    assert!(broker.log().contains("u'alice'") || broker.log().contains("as pigeon-dashboard-"));
+}

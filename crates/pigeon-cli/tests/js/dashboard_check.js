@@ -1,0 +1,91 @@
+// The dashboard in Debian's headless Chromium, driven by playwright-core; run by
+// crates/pigeon-cli/tests/dashboard.rs.
+//
+//   node dashboard_check.js HTTP_URL USER PASS WRONG_PASS SCREENSHOT
+//
+// Loads the page with a fresh profile, tries WRONG_PASS (when not empty) and expects the login
+// to be refused, logs in with USER/PASS and prints "ready". The test then publishes
+// dash/temp=21.5 from a TCP client: once its row shows the value this prints "seen", publishes
+// "hello from chromium" to dash/from-browser at QoS 1 from the page's form, prints
+// "published" once the broker acknowledged it; with LOAD_TOPICS=N it then prints
+// "waiting-load" and waits until N topics under load/ (published by the test) have rows,
+// prints "load N" and narrows the tree with the filter box; then it saves SCREENSHOT and
+// exits 0. Failures print
+// "error ..." and exit 1.
+'use strict';
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { chromium } = require('playwright-core');
+
+const [url, user, pass, wrongPass, screenshot] = process.argv.slice(2);
+const fail = (what) => {
+    console.log('error ' + what);
+    process.exit(1);
+};
+setTimeout(() => fail('timed out'), 90000).unref();
+
+(async () => {
+    const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'pigeon-chromium-'));
+    const context = await chromium.launchPersistentContext(profile, {
+        executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+        headless: true,
+        args: [
+            '--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
+            '--disable-background-networking', '--disable-component-update', '--disable-sync',
+        ],
+        viewport: { width: 1400, height: 900 },
+    });
+    try {
+        const page = context.pages()[0] || (await context.newPage());
+        page.on('console', (m) => console.log('console ' + m.text()));
+        page.on('pageerror', (e) => console.log('pageerror ' + e.message));
+        await page.goto(url);
+        if (wrongPass) {
+            await page.fill('#user', user);
+            await page.fill('#pass', wrongPass);
+            await page.click('#login');
+            await page.waitForFunction(() => document.getElementById('login-error').textContent !== '');
+            console.log('refused ' + (await page.textContent('#login-error')));
+        }
+        await page.fill('#user', user);
+        await page.fill('#pass', pass);
+        await page.click('#login');
+        await page.waitForFunction(() => document.getElementById('status').textContent.startsWith('connected'));
+        console.log('ready ' + (await page.textContent('#status')));
+        const value = page.locator('tr[data-topic="dash/temp"] td.value');
+        await value.waitFor({ timeout: 30000 });
+        await page.waitForFunction(
+            () => document.querySelector('tr[data-topic="dash/temp"] td.value').textContent === '21.5');
+        console.log('seen dash/temp ' + (await value.textContent()));
+        // What the ACL keeps from this user never shows (the test published secret/x first).
+        console.log('secret-rows ' + (await page.locator('tr[data-topic^="secret"]').count()));
+        await page.click('tr[data-topic="dash/temp"]');
+        await page.fill('#pub-topic', 'dash/from-browser');
+        await page.fill('#pub-payload', 'hello from chromium');
+        await page.selectOption('#pub-qos', '1');
+        await page.click('#pub-send');
+        await page.waitForFunction(() => document.getElementById('pub-result').textContent.includes('acknowledged'));
+        console.log('published ' + (await page.textContent('#pub-result')));
+        // Thousands of topics: the test publishes LOAD_TOPICS of them now; all get a row.
+        const load = Number(process.env.LOAD_TOPICS || 0);
+        if (load) {
+            console.log('waiting-load');
+            await page.waitForFunction(
+                (n) => document.querySelectorAll('tr.leaf[data-topic^="load/"]').length >= n,
+                load, { timeout: 60000 });
+            console.log('load ' + (await page.locator('tr.leaf[data-topic^="load/"]').count()));
+            await page.fill('#topic-filter', 'dash/');
+            await page.waitForFunction(() => document.querySelectorAll('#topic-rows tr').length < 10);
+        }
+        // Let the API panels fill in before the picture.
+        await page.waitForFunction(() => document.getElementById('client-rows').children.length > 0);
+        fs.mkdirSync(path.dirname(screenshot), { recursive: true });
+        await page.screenshot({ path: screenshot, fullPage: true });
+        console.log('screenshot ' + screenshot);
+    } finally {
+        await context.close();
+        fs.rmSync(profile, { recursive: true, force: true });
+    }
+    process.exit(0);
+})().catch((e) => fail(e.message));

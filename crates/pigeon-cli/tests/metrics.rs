@@ -1,0 +1,241 @@
+//! The HTTP listener (`http_listener`): `/metrics` read by the Prometheus project's own
+//! text-format parser (Python `prometheus_client.parser`, in the venv scripts/test makes), the
+//! JSON API, and access through the MQTT listeners' password file and ACL. Traffic comes
+//! from Debian's `mosquitto_pub` and `mosquitto_sub`. Only 127.0.0.1 is used.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use pigeon_test::{
+    Broker, MosquittoSub, PATIENCE, TempDir, free_port, publish, python, wait_until,
+};
+
+const PIGEON: &str = env!("CARGO_BIN_EXE_pigeon");
+const PIGEON_PASSWD: &str = env!("CARGO_BIN_EXE_pigeon-passwd");
+
+/// Fetches `/metrics` and parses it with `prometheus_client.parser`: sample name (with its
+/// labels, as `name{k="v"}`) to value. Fails on anything the parser refuses.
+const PARSE: &str = r#"
+import sys, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+text = urllib.request.urlopen(sys.argv[1], timeout=10).read().decode()
+for family in text_string_to_metric_families(text):
+    for s in family.samples:
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+        name = s.name + ("{" + labels + "}" if labels else "")
+        print(family.type, name, repr(float(s.value)))
+"#;
+
+fn http_broker(extra: &str) -> (Broker, u16) {
+    let http = free_port();
+    let broker = Broker::start(PIGEON, &format!("http_listener {http}\n{extra}"), &[]);
+    assert!(
+        wait_until(|| broker.listening_addrs().iter().any(|a| a.port() == http)),
+        "no HTTP listener on {http}:\n{}",
+        broker.log()
+    );
+    (broker, http)
+}
+
+/// The samples of `/metrics`: name to (type, value).
+fn scrape(http: u16) -> HashMap<String, (String, f64)> {
+    let out = Command::new(python())
+        .args(["-c", PARSE, &format!("http://127.0.0.1:{http}/metrics")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client could not read /metrics (pip install prometheus-client into the \
+         venv: scripts/test does):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let mut parts = line.split(' ');
+            let kind = parts.next().unwrap().to_owned();
+            let name = parts.next().unwrap().to_owned();
+            let value: f64 = parts.next().unwrap().parse().unwrap();
+            (name, (kind, value))
+        })
+        .collect()
+}
+
+fn value(samples: &HashMap<String, (String, f64)>, name: &str) -> f64 {
+    samples
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} in {samples:?}"))
+        .1
+}
+
+/// A GET with optional Basic credentials: (status, body).
+fn get(http: u16, path: &str, credentials: Option<(&str, &str)>) -> (u16, String) {
+    use base64::Engine as _;
+    let mut stream = TcpStream::connect(("127.0.0.1", http)).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let auth = credentials.map_or(String::new(), |(u, p)| {
+        format!(
+            "Authorization: Basic {}\r\n",
+            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+        )
+    });
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    let status = reply
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad reply {reply:?}"));
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+#[test]
+fn metrics_parse_and_follow_the_traffic() {
+    let (broker, http) = http_broker("");
+    let before = scrape(http);
+    for (name, kind) in [
+        ("pigeon_messages_received_total", "counter"),
+        ("pigeon_clients_connected", "gauge"),
+        ("pigeon_retained_messages", "gauge"),
+        ("pigeon_subscriptions", "gauge"),
+        ("pigeon_bytes_received_total", "counter"),
+        ("pigeon_auth_failures_total", "counter"),
+        ("pigeon_queued_messages{client=\"connected\"}", "gauge"),
+        ("process_resident_memory_bytes", "gauge"),
+    ] {
+        assert_eq!(
+            before.get(name).map(|(k, _)| k.as_str()),
+            Some(kind),
+            "{name}"
+        );
+    }
+    assert!(value(&before, "process_resident_memory_bytes") > 0.0);
+    let received = value(&before, "pigeon_messages_received_total");
+
+    let sub = MosquittoSub::start(&broker, &["-t", "m/#", "-v"]);
+    for i in 0..5 {
+        publish(&broker, &["-t", "m/a", "-m", &i.to_string(), "-q", "1"]);
+    }
+    publish(&broker, &["-t", "m/kept", "-m", "21.5", "-r"]);
+    sub.wait_for_messages(6);
+    let after = scrape(http);
+    assert!(value(&after, "pigeon_messages_received_total") >= received + 6.0);
+    assert!(value(&after, "pigeon_messages_sent_total") >= 6.0);
+    assert!(value(&after, "pigeon_clients_connected") >= 1.0);
+    assert!(value(&after, "pigeon_subscriptions") >= 1.0);
+    assert!(value(&after, "pigeon_retained_messages") >= 1.0);
+    assert!(
+        value(&after, "pigeon_bytes_received_total")
+            > value(&before, "pigeon_bytes_received_total")
+    );
+    assert!(value(&after, "pigeon_connections_total") >= 7.0);
+}
+
+#[test]
+fn json_api_lists_clients_subscriptions_retained_and_stats() {
+    let (broker, http) = http_broker("");
+    let _sub = MosquittoSub::start(&broker, &["-t", "j/#", "-i", "watcher", "-q", "1"]);
+    publish(&broker, &["-t", "j/temp", "-m", "19 \"C\"", "-r"]);
+    assert!(wait_until(|| get(http, "/api/clients", None)
+        .1
+        .contains("\"client_id\":\"watcher\",\"connected\":true")));
+    let (status, subs) = get(http, "/api/subscriptions", None);
+    assert_eq!(status, 200);
+    assert!(
+        subs.contains("{\"filter\":\"j/#\",\"client_id\":\"watcher\",\"qos\":1}"),
+        "{subs}"
+    );
+    let (_, retained) = get(http, "/api/retained?filter=j%2F%23", None);
+    assert_eq!(
+        retained,
+        "[{\"topic\":\"j/temp\",\"qos\":0,\"size\":6,\"payload\":\"19 \\\"C\\\"\"}]"
+    );
+    let (_, stats) = get(http, "/api/stats", None);
+    assert!(stats.contains("\"clients_connected\":1"), "{stats}");
+    assert!(stats.contains("\"retained_messages\":"), "{stats}");
+    let (_, info) = get(http, "/api/info", None);
+    assert!(info.starts_with("{\"version\":"), "{info}");
+    assert_eq!(get(http, "/api/nothing", None).0, 404);
+    assert_eq!(get(http, "/api/retained?filter=a/%23/b", None).0, 400);
+    // The dashboard is on by default.
+    let (status, page) = get(http, "/", None);
+    assert_eq!(status, 200);
+    assert!(page.contains("<title>Pigeon"), "{page}");
+}
+
+#[test]
+fn dashboard_can_be_turned_off() {
+    let (_broker, http) = http_broker("http_dashboard false");
+    assert_eq!(get(http, "/", None).0, 404);
+    assert_eq!(get(http, "/metrics", None).0, 200);
+}
+
+#[test]
+fn password_file_and_acl_guard_the_api() {
+    let dir = TempDir::new("http-auth");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let pw = dir.path().join("pw");
+    for (i, (user, password)) in [("alice", "apass"), ("bob", "bpass")].iter().enumerate() {
+        let mut cmd = Command::new(PIGEON_PASSWD);
+        if i == 0 {
+            cmd.arg("-c");
+        }
+        let out = cmd
+            .args(["-b", pw.to_str().unwrap(), user, password])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    fs::set_permissions(&pw, fs::Permissions::from_mode(0o644)).unwrap();
+    let acl = write(
+        dir.path(),
+        "acl",
+        "user alice\ntopic readwrite #\n\nuser bob\ntopic read bob/#\n",
+    );
+    let (broker, http) = http_broker(&format!(
+        "allow_anonymous false\npassword_file {}\nacl_file {acl}\n",
+        pw.display()
+    ));
+    for path in ["/metrics", "/api/clients", "/api/retained"] {
+        assert_eq!(get(http, path, None).0, 401, "{path}");
+        assert_eq!(get(http, path, Some(("alice", "wrong"))).0, 401, "{path}");
+        assert_eq!(get(http, path, Some(("nobody", "x"))).0, 401, "{path}");
+        assert_eq!(get(http, path, Some(("alice", "apass"))).0, 200, "{path}");
+    }
+    for topic in ["bob/x", "alice/y"] {
+        publish(
+            &broker,
+            &["-t", topic, "-m", "v", "-r", "-u", "alice", "-P", "apass"],
+        );
+    }
+    let (_, all) = get(http, "/api/retained", Some(("alice", "apass")));
+    assert!(all.contains("alice/y") && all.contains("bob/x"), "{all}");
+    let (_, bobs) = get(http, "/api/retained", Some(("bob", "bpass")));
+    assert!(
+        bobs.contains("bob/x") && !bobs.contains("alice/y"),
+        "{bobs}"
+    );
+    // The dashboard's files need no login: the page asks for one.
+    assert_eq!(get(http, "/", None).0, 200);
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    fs::write(&path, text).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    path.display().to_string()
+}
