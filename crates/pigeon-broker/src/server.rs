@@ -237,13 +237,21 @@ impl Server {
             }));
         let mut tasks = Vec::new();
         let mut addrs = Vec::new();
+        let mut websocket_ports = std::collections::HashSet::new();
         for (index, listener) in settings.listeners.iter().enumerate() {
             let addr = listener.addr;
-            let family = if addr.is_ipv4() { "ipv4" } else { "ipv6" };
+            // Mosquitto names a WebSockets listener once, whatever its address families.
+            let (family, quiet) = if listener.websockets.is_some() {
+                ("websockets", !websocket_ports.insert(addr.port()))
+            } else if addr.is_ipv4() {
+                ("ipv4", false)
+            } else {
+                ("ipv6", false)
+            };
             // Mosquitto says so before binding; a port the system chooses (0) is said after,
             // and so is an optional listener (it may not exist).
             let announce_first = !listener.optional && addr.port() != 0;
-            if announce_first {
+            if announce_first && !quiet {
                 shared.log.info(format_args!(
                     "Opening {family} listen socket on port {}.",
                     addr.port()
@@ -266,7 +274,7 @@ impl Server {
                 }
             };
             let local = bound.local_addr()?;
-            if !announce_first {
+            if !announce_first && !quiet {
                 shared.log.info(format_args!(
                     "Opening {family} listen socket on port {}.",
                     local.port()

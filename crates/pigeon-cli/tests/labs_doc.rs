@@ -15,7 +15,7 @@
 //!
 //! A fenced block without a marker fails the test, so no command of the guide goes unchecked.
 //! Commands run with `sh -c` in a temporary directory, with this build's binaries first on
-//! PATH. The guide uses Mosquitto's port, 1883; the test puts its free port in its place
+//! PATH. The guide uses Mosquitto's port, 1883 (and 1884 for WebSockets); the test puts free ports in their place
 //! (and adds `-p PORT` to clients and the configless broker), and puts 1883 back in what the
 //! commands print. Timestamps, client ports, generated client ids and the version number are
 //! left out of the comparison.
@@ -143,13 +143,17 @@ fn split_args(text: &str) -> Vec<String> {
     args
 }
 
-/// A command of the guide, made to use `port`.
-fn adapt(command: &str, port: u16) -> String {
-    let command = command.replace("1883", &port.to_string());
+/// A command of the guide, made to use `port` (and `ws_port` for the guide's 1884).
+fn adapt(command: &str, port: u16, ws_port: u16) -> String {
+    let command = command
+        .replace("1883", &port.to_string())
+        .replace("1884", &ws_port.to_string());
     let (program, rest) = command.split_once(' ').unwrap_or((&command, ""));
     let words: Vec<&str> = rest.split_whitespace().collect();
     let needs_port = match program {
-        "pigeon-sub" | "pigeon-pub" | "pigeon-rr" => !words.contains(&"-p"),
+        "pigeon-sub" | "pigeon-pub" | "pigeon-rr" => {
+            !words.contains(&"-p") && !words.contains(&"-L")
+        }
         "pigeon" => !words.contains(&"-c") && !words.contains(&"-p") && !words.contains(&"-h"),
         _ => false,
     };
@@ -209,6 +213,8 @@ fn matches(expected: &[String], actual: &str, exact: bool) -> bool {
 
 struct Lab {
     port: u16,
+    /// The port standing for the guide's WebSockets port, 1884.
+    ws_port: u16,
     dir: TempDir,
     path: std::ffi::OsString,
     processes: HashMap<String, Background>,
@@ -229,6 +235,7 @@ impl Lab {
         ));
         Lab {
             port: free_port(),
+            ws_port: free_port(),
             dir: TempDir::new("labs-doc"),
             path: std::env::join_paths(paths).unwrap(),
             processes: HashMap::new(),
@@ -239,19 +246,24 @@ impl Lab {
 
     fn shell(&self, command: &str) -> Command {
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", &format!("exec {}", adapt(command, self.port))])
-            .current_dir(self.dir.path())
-            .env("PATH", &self.path);
+        cmd.args([
+            "-c",
+            &format!("exec {}", adapt(command, self.port, self.ws_port)),
+        ])
+        .current_dir(self.dir.path())
+        .env("PATH", &self.path);
         cmd
     }
 
-    /// The output of process `name` (or the last run), with the port put back to 1883.
+    /// The output of process `name` (or the last run), with the ports put back to 1883 and
+    /// 1884.
     fn output_of(&self, name: Option<&str>) -> String {
         let text = match name {
             Some(n) => self.process(n).output(),
             None => self.last.clone(),
         };
         text.replace(&self.port.to_string(), "1883")
+            .replace(&self.ws_port.to_string(), "1884")
     }
 
     fn process(&self, name: &str) -> &Background {
@@ -270,7 +282,9 @@ impl Lab {
 
     fn write_files(&self) {
         for (name, body) in &self.files {
-            let text = body.replace("1883", &self.port.to_string());
+            let text = body
+                .replace("1883", &self.port.to_string())
+                .replace("1884", &self.ws_port.to_string());
             std::fs::write(self.dir.path().join(name), text + "\n").unwrap();
         }
     }
@@ -281,6 +295,7 @@ impl Lab {
         let mut outputs = String::new();
         for _ in 0..20 {
             self.port = free_port();
+            self.ws_port = free_port();
             self.write_files();
             let mut p = Background::spawn(&mut self.shell(command), name);
             wait_until(|| p.output().contains(" running") || p.output().contains("in use"));
@@ -402,12 +417,19 @@ fn normalize_leaves_out_what_changes_between_runs() {
         normalize("$SYS/broker/version pigeon version 0.1.0"),
         "$SYS/broker/version pigeon version *"
     );
-    assert_eq!(adapt("pigeon-sub -t a", 4242), "pigeon-sub -p 4242 -t a");
     assert_eq!(
-        adapt("pigeon -c pigeon.conf -v", 4242),
+        adapt("pigeon-sub -t a", 4242, 4343),
+        "pigeon-sub -p 4242 -t a"
+    );
+    assert_eq!(
+        adapt("pigeon -c pigeon.conf -v", 4242, 4343),
         "pigeon -c pigeon.conf -v"
     );
-    assert_eq!(adapt("pigeon -v", 4242), "pigeon -p 4242 -v");
+    assert_eq!(adapt("pigeon -v", 4242, 4343), "pigeon -p 4242 -v");
+    assert_eq!(
+        adapt("pigeon-sub -L ws://localhost:1884/t -v", 4242, 4343),
+        "pigeon-sub -L ws://localhost:4343/t -v"
+    );
     assert!(!matches(&["b".into(), "a".into()], "a\nb\n", false));
     assert!(matches(&["a".into(), "c".into()], "a\nb\nc\n", false));
 }

@@ -678,7 +678,7 @@ impl Connection {
         let packet_id = publish.packet_id;
         let qos = publish.qos;
         // The broker's Receive Maximum: QoS 2 messages the client has not released count
-        // against it (QoS 1 ones are acknowledged at once) (section 3.3.4).
+        // against it (QoS 1 ones are acknowledged at once) [MQTT-3.3.4-7].
         if self.protocol.is_v5()
             && qos == QoS::ExactlyOnce
             && let (Some(max), Some(session), Some(id)) =
@@ -688,7 +688,7 @@ impl Connection {
         {
             return self.violation(Violation {
                 reason: ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
-                rule: Some("MQTT-3.3.4-9"),
+                rule: Some("MQTT-3.3.4-7"),
                 what: "Receive Maximum exceeded",
             });
         }

@@ -138,6 +138,8 @@ pub struct Options {
     pub port: Option<u16>,
     /// `--unix`.
     pub unix: Option<PathBuf>,
+    /// `-L ws://` or `wss://`: MQTT over WebSockets (a Pigeon extension).
+    pub websockets: bool,
     /// `-A`.
     pub bind_address: Option<String>,
     /// `-t` (and the topic of `-L`).
@@ -235,6 +237,7 @@ impl Options {
             host: "localhost".to_owned(),
             port: None,
             unix: None,
+            websockets: false,
             bind_address: None,
             topics: Vec::new(),
             id: None,
@@ -630,15 +633,21 @@ fn parse_qos(v: &str) -> Result<QoS, String> {
         .ok_or_else(|| format!("Invalid QoS given: {v}"))
 }
 
-/// Parses `-L mqtt://[user[:pass]@]host[:port]/topic`.
+/// Parses `-L mqtt://[user[:pass]@]host[:port]/topic` (and `mqtts://`, `ws://`, `wss://`).
 fn parse_url(o: &mut Options, url: &str) -> Result<(), String> {
-    let (rest, tls) = if let Some(r) = url.strip_prefix("mqtt://") {
-        (r, false)
-    } else if let Some(r) = url.strip_prefix("mqtts://") {
-        (r, true)
-    } else {
+    let schemes = [
+        ("mqtt://", false, false),
+        ("mqtts://", true, false),
+        ("ws://", false, true),
+        ("wss://", true, true),
+    ];
+    let Some((rest, tls, websockets)) = schemes
+        .iter()
+        .find_map(|&(scheme, tls, ws)| url.strip_prefix(scheme).map(|r| (r, tls, ws)))
+    else {
         return Err("unsupported URL scheme.".to_owned());
     };
+    o.websockets = websockets;
     let Some((authority, topic)) = rest.split_once('/') else {
         return Err("Invalid URL for -L argument specified - topic missing.".to_owned());
     };
@@ -667,7 +676,12 @@ fn parse_url(o: &mut Options, url: &str) -> Result<(), String> {
         }
         None => {
             o.host = hostport.to_owned();
-            o.port = Some(if tls { 8883 } else { 1883 });
+            o.port = Some(match (tls, websockets) {
+                (false, false) => 1883,
+                (true, false) => 8883,
+                (false, true) => 80,
+                (true, true) => 443,
+            });
         }
     }
     if tls {
@@ -1063,6 +1077,21 @@ mod tests {
         );
         assert_eq!(o.username.as_deref(), Some("u"));
         assert_eq!(o.qos, QoS::ExactlyOnce);
+        assert!(!o.websockets);
+    }
+
+    #[test]
+    fn websocket_urls() {
+        let url = |u: &str| parse(Tool::Sub, args(&["-L", u])).unwrap();
+        let o = url("ws://localhost:1884/lab/ws");
+        assert!(o.websockets && !o.tls.wanted());
+        assert_eq!((o.host.as_str(), o.port()), ("localhost", 1884));
+        assert_eq!(o.topics, ["lab/ws"]);
+        let o = url("wss://broker/t");
+        assert!(o.websockets && o.tls.wanted());
+        assert_eq!(o.port(), 443);
+        assert_eq!(url("ws://broker/t").port(), 80);
+        assert!(parse(Tool::Sub, args(&["-L", "http://broker/t"])).is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pigeon_client::{Backoff, TlsOptions, TlsVersion};
+use pigeon_client::{Backoff, TlsOptions, TlsVersion, WebSocketOptions};
 use pigeon_client::{
     Client, ConnectOptions, DisconnectReason, Error, Events, Protocol, ReasonCode, Transport,
 };
@@ -144,7 +144,11 @@ fn transport(o: &Options) -> Result<Transport, String> {
         return Err("Error: -S (SRV lookups) is not supported yet.".to_owned());
     }
     if !o.tls.wanted() {
-        return Ok(Transport::Tcp);
+        return Ok(if o.websockets {
+            Transport::WebSocket(WebSocketOptions::new())
+        } else {
+            Transport::Tcp
+        });
     }
     let mut tls = TlsOptions::new();
     if let Some(f) = &o.tls.cafile {
@@ -177,7 +181,11 @@ fn transport(o: &Options) -> Result<Transport, String> {
             flag => return Err(format!("Error: {flag} is not supported yet.")),
         }
     }
-    Ok(Transport::Tls(tls))
+    Ok(if o.websockets {
+        Transport::SecureWebSocket(tls, WebSocketOptions::new())
+    } else {
+        Transport::Tls(tls)
+    })
 }
 
 /// The connection options and the client identifier to show in `-d` lines; `Err` holds the

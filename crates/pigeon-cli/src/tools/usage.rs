@@ -6,7 +6,8 @@ Connecting:
  -h host      the broker's host name or address (localhost).
  -p port      the broker's port (1883; 8883 with TLS).
  -L url       mqtt://[user[:password]@]host[:port]/topic: user, password, host, port and
-              topic in one go (mqtts:// for TLS).
+              topic in one go (mqtts:// for TLS; ws:// and wss:// for MQTT over
+              WebSockets, path /mqtt).
  --unix path  a Unix domain socket instead of TCP (plain MQTT).
  -A address   the local address to connect from.
  --nodelay    accepted; pigeon always sends without Nagle's delay.
