@@ -685,8 +685,8 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
             return;
         }
         // Mosquitto 2.0 without plugins knows no authentication method.
-        if connect.protocol.is_v5() && connect.properties.authentication_method.is_some() {
-            self.refuse(ReasonCode::BAD_AUTHENTICATION_METHOD);
+        if let Some(reason) = Connection::authentication_refusal(&connect) {
+            self.refuse(reason);
             return;
         }
         // With `use_identity_as_username` or `use_subject_as_username`, as in Mosquitto, the
