@@ -711,7 +711,7 @@ impl Connection {
         {
             return self.violation(Violation {
                 reason: ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
-                rule: Some("MQTT-3.3.4-9"),
+                rule: Some("MQTT-3.3.4-7"),
                 what: "Receive Maximum exceeded",
             });
         }
@@ -781,12 +781,12 @@ impl Connection {
         let Some(alias) = publish.properties.topic_alias else {
             return true;
         };
-        // An alias above the Topic Alias Maximum the broker sent is invalid [MQTT-3.3.2-10],
-        // and 0 never decodes [MQTT-3.3.2-8].
+        // A client may not send an alias above the Topic Alias Maximum the broker sent
+        // [MQTT-3.3.2-9] (0x94, section 3.3.2.3.4), and 0 never decodes [MQTT-3.3.2-8].
         if alias.get() > self.settings.max_topic_alias {
             self.violation(Violation {
                 reason: ReasonCode::TOPIC_ALIAS_INVALID,
-                rule: Some("MQTT-3.3.2-10"),
+                rule: Some("MQTT-3.3.2-9"),
                 what: "Topic Alias above the maximum",
             });
             return false;
@@ -845,12 +845,13 @@ impl Connection {
         if self.protocol.is_v5()
             && let Some(secs) = disconnect.properties.session_expiry_interval
         {
-            // A session that was to end with its connection cannot be given a life after it
-            // [MQTT-3.14.2-2].
+            // A session that was to end with its connection cannot be given a life after it: a
+            // Protocol Error (section 3.14.2.2.2; no numbered statement, [MQTT-3.14.2-2] being
+            // the rule that a server never sends the property).
             if self.client.session_expiry_interval == 0 && secs != 0 {
                 return self.violation(Violation::protocol(
                     "Session Expiry Interval set on DISCONNECT after 0 on CONNECT",
-                    Some("MQTT-3.14.2-2"),
+                    None,
                 ));
             }
             self.client.session_expiry_interval = secs;

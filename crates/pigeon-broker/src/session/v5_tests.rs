@@ -1133,7 +1133,7 @@ fn shutdown_sends_server_shutting_down() {
 fn v311_clients_get_no_disconnect() {
     let takeover = disconnect_on(Protocol::V311, |conn, _| conn.take_over());
     let timeout = disconnect_on(Protocol::V311, |conn, now| {
-        conn.handle_timeout(now + secs(15))
+        conn.handle_timeout(now + secs(15));
     });
     let shutdown = disconnect_on(Protocol::V311, |conn, _| conn.shut_down());
     let violation = disconnect_on(Protocol::V311, |conn, now| {
