@@ -102,6 +102,27 @@ struct PendingWill {
     due: Instant,
 }
 
+/// When the will of a connection that ended at `now` is due: after its Will Delay Interval
+/// (seconds), or when its session ends if that comes first (MQTT 5.0 section 3.1.3.2.2,
+/// [MQTT-3.1.2-8]). `None` when it is due now: no delay, or a session that ends with its
+/// connection (or none at all).
+pub fn will_due(
+    now: Instant,
+    will_delay_interval: Option<u32>,
+    session: Option<&Session>,
+) -> Option<Instant> {
+    let delay = Duration::from_secs(u64::from(will_delay_interval.unwrap_or(0)));
+    let delay = match session.map(|s| s.expiry) {
+        Some(Some(expiry)) => delay.min(expiry),
+        Some(None) => delay,
+        None => Duration::ZERO,
+    };
+    if delay.is_zero() {
+        return None;
+    }
+    now.checked_add(delay)
+}
+
 /// The sending half of a connection's mailbox.
 pub type Mailbox = mpsc::Sender<Mail>;
 
@@ -891,6 +912,10 @@ impl Broker {
             .len()
     }
 }
+
+#[cfg(test)]
+#[path = "broker_v5_tests.rs"]
+mod v5_tests;
 
 #[cfg(test)]
 mod tests {

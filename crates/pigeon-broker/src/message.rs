@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pigeon_proto::properties::{PublishProperties, SubscriptionId};
-use pigeon_proto::{MqttString, PacketId, Publish, QoS, TopicName};
+use pigeon_proto::{MqttString, PacketId, Publish, QoS, TopicName, Will};
 
 /// A message as received from its publisher, shared by every subscriber it reaches.
 ///
@@ -68,6 +68,25 @@ impl Message {
             expires_at,
             origin,
         })
+    }
+
+    /// The will of `origin`, published at `now`: its properties go with it (MQTT 5.0 section
+    /// 3.1.3.2), User Properties in order [MQTT-3.1.3-10], and its Message Expiry Interval
+    /// counts from `now`. (The Will Delay Interval says when, not what: it is not forwarded.)
+    pub fn from_will(will: Will, origin: MqttString, now: Instant) -> Message {
+        let props = will.properties;
+        let mut message = Message::new(will.topic, will.payload, will.qos, will.retain);
+        message.properties.payload_format_indicator = props.payload_format_indicator;
+        message.properties.message_expiry_interval = props.message_expiry_interval;
+        message.properties.content_type = props.content_type;
+        message.properties.response_topic = props.response_topic;
+        message.properties.correlation_data = props.correlation_data;
+        message.properties.user_properties = props.user_properties;
+        message.expires_at = props
+            .message_expiry_interval
+            .and_then(|secs| now.checked_add(Duration::from_secs(u64::from(secs))));
+        message.origin = Some(origin);
+        message
     }
 
     /// Bytes this message counts against byte limits (`max_queued_bytes`,

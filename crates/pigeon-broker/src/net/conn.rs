@@ -23,7 +23,7 @@ use tokio::time::sleep_until;
 
 use crate::auth::ClientAccess;
 use crate::auth::acl::Verdict;
-use crate::broker::{Claim, Mail};
+use crate::broker::{Claim, Mail, will_due};
 use crate::clock;
 use crate::config::LogTypes;
 use crate::message::Message;
@@ -722,8 +722,8 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
             return;
         }
         // Mosquitto 2.0 without plugins knows no authentication method.
-        if connect.protocol.is_v5() && connect.properties.authentication_method.is_some() {
-            self.refuse(ReasonCode::BAD_AUTHENTICATION_METHOD);
+        if let Some(reason) = Connection::authentication_refusal(&connect) {
+            self.refuse(reason);
             return;
         }
         // With `use_identity_as_username` or `use_subject_as_username`, as in Mosquitto, the
@@ -1110,31 +1110,11 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
     /// client is back by then [MQTT-3.1.3-9]. Its properties go with it (section 3.1.3.2).
     fn publish_will(&self, will: Will, client_id: &MqttString, session: Option<&Session>) {
         let now = clock::now();
-        let props = will.properties;
-        let mut message = Message::new(will.topic, will.payload, will.qos, will.retain);
-        message.properties.payload_format_indicator = props.payload_format_indicator;
-        message.properties.message_expiry_interval = props.message_expiry_interval;
-        message.properties.content_type = props.content_type;
-        message.properties.response_topic = props.response_topic;
-        message.properties.correlation_data = props.correlation_data;
-        message.properties.user_properties = props.user_properties;
-        message.expires_at = props
-            .message_expiry_interval
-            .and_then(|secs| now.checked_add(Duration::from_secs(u64::from(secs))));
-        message.origin = Some(client_id.clone());
-        let message = Arc::new(message);
-        let delay = Duration::from_secs(u64::from(props.will_delay_interval.unwrap_or(0)));
-        // The session's own end bounds the delay; a session that ends now sends it now.
-        let delay = match session.map(|s| s.expiry) {
-            Some(Some(expiry)) => delay.min(expiry),
-            Some(None) => delay,
-            None => Duration::ZERO,
-        };
-        match now.checked_add(delay) {
-            Some(due) if !delay.is_zero() => {
-                self.shared.broker.schedule_will(client_id, message, due);
-            }
-            _ => {
+        let due = will_due(now, will.properties.will_delay_interval, session);
+        let message = Arc::new(Message::from_will(will, client_id.clone(), now));
+        match due {
+            Some(due) => self.shared.broker.schedule_will(client_id, message, due),
+            None => {
                 self.shared.broker.publish(&message);
             }
         }

@@ -308,9 +308,19 @@ impl Connection {
         if publish.topic.is_empty() {
             return;
         }
+        // The Topic Alias property adds three bytes, and an alias in place of a short topic
+        // may too: a PUBLISH that fits the client's Maximum Packet Size without the alias
+        // must not be pushed over it by one [MQTT-3.1.2-24]; it goes as it was.
+        let max = self.client.max_packet_size;
+        let fits =
+            |p: &Publish| max.is_none_or(|max| p.encoded_len(Protocol::V5) <= max.get() as usize);
         if let Some(&alias) = self.aliases_out.get(&publish.topic) {
-            publish.topic = TopicName::empty();
+            let topic = mem::replace(&mut publish.topic, TopicName::empty());
             publish.properties.topic_alias = Some(alias);
+            if !fits(publish) {
+                publish.topic = topic;
+                publish.properties.topic_alias = None;
+            }
             return;
         }
         let used = self.aliases_out.len();
@@ -318,8 +328,12 @@ impl Connection {
         if used < usize::from(self.client.topic_alias_maximum)
             && let Some(alias) = u16::try_from(used + 1).ok().and_then(NonZeroU16::new)
         {
-            self.aliases_out.insert(publish.topic.detach(), alias);
             publish.properties.topic_alias = Some(alias);
+            if fits(publish) {
+                self.aliases_out.insert(publish.topic.detach(), alias);
+            } else {
+                publish.properties.topic_alias = None;
+            }
         }
     }
 
@@ -505,6 +519,15 @@ impl Connection {
             ..ConnAck::default()
         }));
         self.close(CloseReason::Refused(reason));
+    }
+
+    /// Whether the broker refuses `connect` over its MQTT 5.0 Authentication Method, and with
+    /// which reason: Pigeon implements no enhanced authentication (nor does Mosquitto 2.0
+    /// without plugins), so any method is refused with 0x8C (Bad authentication method),
+    /// after which the connection closes [MQTT-4.12.0-1]. `None` for a CONNECT without one.
+    pub fn authentication_refusal(connect: &Connect) -> Option<ReasonCode> {
+        (connect.protocol.is_v5() && connect.properties.authentication_method.is_some())
+            .then_some(ReasonCode::BAD_AUTHENTICATION_METHOD)
     }
 
     /// Another connection took the session over [MQTT-3.1.4-2]; this one ends (its will is
@@ -758,12 +781,12 @@ impl Connection {
         let Some(alias) = publish.properties.topic_alias else {
             return true;
         };
-        // An alias above the Topic Alias Maximum the broker sent is invalid [MQTT-3.3.2-10],
-        // and 0 never decodes [MQTT-3.3.2-8].
+        // A client may not send an alias above the Topic Alias Maximum the broker sent
+        // [MQTT-3.3.2-9] (0x94, section 3.3.2.3.4), and 0 never decodes [MQTT-3.3.2-8].
         if alias.get() > self.settings.max_topic_alias {
             self.violation(Violation {
                 reason: ReasonCode::TOPIC_ALIAS_INVALID,
-                rule: Some("MQTT-3.3.2-10"),
+                rule: Some("MQTT-3.3.2-9"),
                 what: "Topic Alias above the maximum",
             });
             return false;
@@ -822,12 +845,13 @@ impl Connection {
         if self.protocol.is_v5()
             && let Some(secs) = disconnect.properties.session_expiry_interval
         {
-            // A session that was to end with its connection cannot be given a life after it
-            // [MQTT-3.14.2-2].
+            // A session that was to end with its connection cannot be given a life after it: a
+            // Protocol Error (section 3.14.2.2.2; no numbered statement, [MQTT-3.14.2-2] being
+            // the rule that a server never sends the property).
             if self.client.session_expiry_interval == 0 && secs != 0 {
                 return self.violation(Violation::protocol(
                     "Session Expiry Interval set on DISCONNECT after 0 on CONNECT",
-                    Some("MQTT-3.14.2-2"),
+                    None,
                 ));
             }
             self.client.session_expiry_interval = secs;

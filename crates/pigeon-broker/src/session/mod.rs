@@ -12,6 +12,8 @@
 mod connection;
 mod inbound;
 mod outbound;
+#[cfg(test)]
+mod v5_tests;
 
 use std::collections::HashMap;
 

@@ -427,15 +427,15 @@ impl Outbound {
     }
 
     /// Takes out the deliveries made through shared subscriptions that the client has not
-    /// received yet: those queued, and those in flight whose PUBLISH is unacknowledged (a
-    /// QoS 2 message whose PUBREC arrived has been received and stays). When a session ends,
-    /// they go to another member of their group (MQTT 5.0 section 4.8.2).
+    /// received yet: those queued, and the QoS 1 ones in flight (unacknowledged). When a
+    /// session ends, they go to another member of their group (MQTT 5.0 section 4.8.2). A
+    /// QoS 2 delivery once started stays: it is never sent to another member [MQTT-4.8.2-5].
     pub fn take_shared(&mut self) -> Vec<Delivery> {
         let mut out = Vec::new();
         let unreceived: Vec<PacketId> = self
             .inflight
             .values()
-            .filter(|f| f.stage != Stage::Released && f.delivery.shared.is_some())
+            .filter(|f| f.stage == Stage::Qos1Sent && f.delivery.shared.is_some())
             .map(|f| f.id)
             .collect();
         for id in unreceived {
