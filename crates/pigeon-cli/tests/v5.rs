@@ -269,6 +269,20 @@ fn will_delay_postpones_the_will_and_a_reconnection_cancels_it() {
     o.expect("watcher.payloads", r#"["gone", "marker"]"#);
 }
 
+// 9b. Will delay and takeover. A connection that takes the session over and resumes it is a
+// new Network Connection to the session before the Will Delay Interval passed: no will
+// [MQTT-3.1.3-9] (Mosquitto 2.0 clears it too). One with Clean Start ends the old session, and
+// the will is published when the session ends [MQTT-3.1.2-8].
+#[test]
+fn takeover_within_the_will_delay_cancels_the_will_unless_the_session_ends() {
+    let b = broker("");
+    let o = run(&b, "will_takeover");
+    o.expect("resumed.session_present", "true");
+    o.expect("resumed.first_disconnects", "[142]");
+    o.expect("clean.session_present", "false");
+    o.expect("watcher.payloads", r#"["clean will", "marker"]"#);
+}
+
 // 10. Topic Aliases. The broker may replace the topic of the messages it sends by an alias up
 // to the Topic Alias Maximum the client gave in CONNECT [MQTT-3.3.2-11] (section 3.3.2.3.4);
 // paho 2.x does not resolve aliases on receipt (it hands over an empty topic), so the script

@@ -521,6 +521,46 @@ def will_delay():
     watcher.disconnect()
 
 
+def will_takeover():
+    watcher = Client("v5-wt-watcher")
+    watcher.connect()
+    watcher.subscribe("wt/#", qos=1)
+
+    def will_client(client_id, payload):
+        c = Client(client_id)
+        c.c.will_set(
+            "wt/will",
+            payload,
+            qos=1,
+            properties=properties(PacketTypes.WILLMESSAGE, WillDelayInterval=2),
+        )
+        c.connect(clean_start=True, props=session_props(60))
+        return c
+
+    # Taken over by a connection that resumes the session: the client is back in time.
+    first = will_client("v5-wt-resumed", "resumed will")
+    second = Client("v5-wt-resumed")
+    ack = second.connect(clean_start=False, props=session_props(60))
+    emit("resumed.session_present", ack["session_present"])
+    first.wait("DISCONNECT", lambda: first.disconnects)
+    emit("resumed.first_disconnects", first.disconnects)
+
+    # Taken over by a Clean Start connection: the old session ends, and its will goes.
+    third = will_client("v5-wt-clean", "clean will")
+    fourth = Client("v5-wt-clean")
+    ack = fourth.connect(clean_start=True, props=session_props(60))
+    emit("clean.session_present", ack["session_present"])
+    watcher.wait_payload("clean will")
+
+    # Past the first will's delay, with a margin, then a marker through the same path.
+    time.sleep(4.0)
+    second.publish("wt/marker", "marker")
+    watcher.wait_payload("marker")
+    emit("watcher.payloads", watcher.payloads())
+    for c in (second, fourth, watcher):
+        c.disconnect()
+
+
 def topic_alias():
     long_topic = "alias/" + "x" * 80 + "/t"
     sub = Client("v5-alias-sub", alias_map=True)
@@ -702,6 +742,7 @@ SCENARIOS = {
         retain,
         shared,
         will_delay,
+        will_takeover,
         topic_alias,
         takeover,
         shutdown,
