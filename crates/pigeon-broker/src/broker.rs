@@ -410,6 +410,12 @@ impl Broker {
 
     /// Finishes a takeover: `old` is what the previous connection handed over. Returns the
     /// session and whether it was resumed (Session Present).
+    ///
+    /// The previous connection scheduled its delayed will as it closed, after [`claim`]
+    /// cleared the pending ones: a resumed session is the client back in time, so the will
+    /// is dropped [MQTT-3.1.3-9]; an ended one sends it now [MQTT-3.1.2-8].
+    ///
+    /// [`claim`]: Self::claim
     pub fn settle_takeover(
         &self,
         client_id: &MqttString,
@@ -417,14 +423,21 @@ impl Broker {
         clean: bool,
         old: Option<Session>,
     ) -> (Session, bool) {
-        match old {
+        let will = lock(&self.wills).remove(client_id);
+        let settled = match old {
             Some(session) if !clean && !session.clean => (session, true),
             Some(mut session) => {
                 self.end_session(&mut session);
                 (self.new_session(client_id, protocol, clean), false)
             }
             None => (self.new_session(client_id, protocol, clean), false),
+        };
+        if let Some(will) = will
+            && !settled.1
+        {
+            self.publish(&will.message);
         }
+        settled
     }
 
     fn new_session(&self, client_id: &MqttString, protocol: Protocol, clean: bool) -> Session {
