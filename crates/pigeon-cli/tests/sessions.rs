@@ -301,3 +301,44 @@ fn takeover_of_a_persistent_session_keeps_it() {
     let p = new.recv_publish_acked();
     assert_eq!(p.payload, b"after", "the subscription came along");
 }
+
+// MQTT 3.1.1 does not say whether a taken-over connection's will is published; Mosquitto's
+// behaviour decides (checked against Debian's mosquitto 2.0.11): published when the new
+// connection ends the session (Clean Session 1), dropped when it resumes the session.
+#[test]
+fn takeover_publishes_a_v311_will_only_when_the_session_ends() {
+    let b = broker();
+    let mut watcher = RawClient::connect_v311(&b, "will-watcher");
+    assert_eq!(watcher.subscribe(&[("wills/#", 1)]), [1]);
+    let with_will = |id: &'static str, payload: &'static [u8], clean: bool| Connect {
+        clean_session: clean,
+        will: Some(mqtt::Will {
+            topic: "wills/takeover",
+            payload,
+            qos: 1,
+            retain: false,
+        }),
+        ..Connect::new(id)
+    };
+
+    // Resumed: the old connection's will is dropped.
+    let (mut old, _) = RawClient::connect_with(&b, &with_will("keeper", b"resumed", false));
+    let (_new, present) = resume(&b, "keeper");
+    assert!(present, "the session moved over; broker log:\n{}", b.log());
+    assert!(old.closed().0, "old connection closed");
+
+    // Ended: the old connection's will is published.
+    let (mut old, _) = RawClient::connect_with(&b, &with_will("ender", b"ended", false));
+    let (_new, connack) = RawClient::connect_with(&b, &Connect::new("ender"));
+    assert_eq!(connack.map(|p| p.to_bytes()), Some(vec![0x20, 2, 0, 0]));
+    assert!(old.closed().0, "old connection closed");
+
+    let will = watcher.recv_publish_acked();
+    assert_eq!(
+        will.payload,
+        b"ended",
+        "the first will published is the ended session's; broker log:\n{}",
+        b.log()
+    );
+    assert_nothing_queued(&mut watcher);
+}

@@ -1072,7 +1072,21 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
             return;
         };
         if publish_will && let Some(will) = will {
-            self.publish_will(will, &identity.client_id, session.as_ref());
+            if reason == Some(CloseReason::TakenOver) && !self.conn.protocol().is_v5() {
+                // MQTT 3.x says nothing of wills on takeover; as Mosquitto does, the new
+                // connection decides (`Broker::settle_takeover`): published if the session
+                // ends, dropped if it is resumed.
+                let message = Arc::new(Message::from_will(
+                    will,
+                    identity.client_id.clone(),
+                    clock::now(),
+                ));
+                self.shared
+                    .broker
+                    .schedule_will(&identity.client_id, message, far_future());
+            } else {
+                self.publish_will(will, &identity.client_id, session.as_ref());
+            }
         }
         if let Some(reply) = self.takeover_reply.take() {
             let _ = reply.send(session);
