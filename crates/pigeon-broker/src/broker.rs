@@ -461,6 +461,28 @@ impl Broker {
         session: Option<Session>,
         now: Instant,
     ) -> Result<(), Option<Session>> {
+        self.release_draining(client_id, generation, session, None, now)
+    }
+
+    /// [`release`](Self::release), taking into the session first what is still in the
+    /// connection's mailbox `pending`: deliveries routed to the connection after it stopped
+    /// reading them. They are taken under the registry's lock, after which routing queues in
+    /// the stored session itself, so none is lost between the two.
+    ///
+    /// # Errors
+    /// As [`release`](Self::release).
+    #[expect(
+        clippy::result_large_err,
+        reason = "moved once per disconnect; boxing would cost an allocation on the common path"
+    )]
+    pub fn release_draining(
+        &self,
+        client_id: &MqttString,
+        generation: u64,
+        mut session: Option<Session>,
+        pending: Option<&mut mpsc::Receiver<Mail>>,
+        now: Instant,
+    ) -> Result<(), Option<Session>> {
         let mut clients = lock(&self.clients);
         let Entry::Occupied(entry) = clients.entry(client_id.clone()) else {
             return Err(session);
@@ -468,6 +490,13 @@ impl Broker {
         match entry.get() {
             Client::Online { generation: g, .. } if *g == generation => {}
             _ => return Err(session),
+        }
+        if let (Some(rx), Some(session)) = (pending, session.as_mut()) {
+            while let Ok(mail) = rx.try_recv() {
+                if let Mail::Deliver(delivery) = mail {
+                    Self::queue_offline(session, delivery, now);
+                }
+            }
         }
         self.counters.client_disconnected();
         match session {
@@ -743,20 +772,24 @@ impl Broker {
                 Some(mailbox.try_send(Mail::Deliver(delivery)).is_ok())
             }
             Client::Offline(session, _) => {
-                // Checked against the client's ACL as it would be online.
-                if let Some(access) = &session.access
-                    && !access.may_read(delivery.message.topic.as_str())
-                {
-                    return None;
-                }
-                Some(!matches!(
-                    session
-                        .outbound
-                        .push(delivery, Link::Offline, crate::clock::now()),
-                    Pushed::Dropped
-                ))
+                Self::queue_offline(session, delivery, crate::clock::now())
             }
         }
+    }
+
+    /// Queues `delivery` in a session without a connection, as [`hand_over`](Self::hand_over)
+    /// says.
+    fn queue_offline(session: &mut Session, delivery: Delivery, now: Instant) -> Option<bool> {
+        // Checked against the client's ACL as it would be online.
+        if let Some(access) = &session.access
+            && !access.may_read(delivery.message.topic.as_str())
+        {
+            return None;
+        }
+        Some(!matches!(
+            session.outbound.push(delivery, Link::Offline, now),
+            Pushed::Dropped
+        ))
     }
 
     /// Delivers `message` to one member of the shared subscription `share`: the next
@@ -1006,6 +1039,36 @@ mod tests {
         assert_eq!(
             session.outbound.inflight_len() + session.outbound.queued_len(),
             2
+        );
+    }
+
+    // A message routed to a connection that has stopped reading its mailbox (it is closing)
+    // is not lost: releasing the session takes it from the mailbox into the stored session,
+    // which then holds it for the client's return (3.1.1 section 3.1.2.4).
+    #[test]
+    fn deliveries_left_in_the_mailbox_stay_with_the_released_session() {
+        let b = broker();
+        let t0 = clock::now();
+        subscribe_and_leave(&b, "c1", "a/+", t0);
+        let (tx, mut rx) = mpsc::channel(8);
+        let generation = b.next_generation();
+        let Claim::Resumed(session) = b.claim(&id("c1"), Protocol::V311, false, tx, generation)
+        else {
+            panic!("clean session 0 resumes the stored session");
+        };
+        // Routed to the online connection's mailbox, which it no longer reads.
+        assert_eq!(b.publish(&message("a/b", QoS::AtLeastOnce, false, b"1")), 1);
+        b.release_draining(&id("c1"), generation, Some(session), Some(&mut rx), t0)
+            .expect("still owns its identifier");
+        assert!(rx.try_recv().is_err(), "taken out of the mailbox");
+        let (tx, _rx) = mpsc::channel(8);
+        let Claim::Resumed(session) = b.claim(&id("c1"), Protocol::V311, false, tx, 99) else {
+            panic!("the stored session is resumed");
+        };
+        assert_eq!(
+            session.outbound.inflight_len() + session.outbound.queued_len(),
+            1,
+            "the message waits in the session"
         );
     }
 

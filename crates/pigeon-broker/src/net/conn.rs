@@ -1092,10 +1092,11 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
             let _ = reply.send(session);
             return;
         }
-        if let Err(back) = self.shared.broker.release(
+        if let Err(back) = self.shared.broker.release_draining(
             &identity.client_id,
             identity.generation,
             session.take(),
+            Some(&mut rx),
             clock::now(),
         ) {
             // Another connection claimed the identifier meanwhile: it asks for the session

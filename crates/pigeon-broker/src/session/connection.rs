@@ -807,9 +807,36 @@ impl Connection {
         true
     }
 
+    /// The Reason String explaining a refusal to an MQTT 5.0 client that wants one: only
+    /// when its Request Problem Information allows it [MQTT-3.1.2-29], and only when the
+    /// acknowledgement (`base` bytes without it) stays within the client's Maximum Packet
+    /// Size (a Reason String is left out rather than exceed it, [MQTT-3.4.2-2]).
+    fn problem(&self, reason: ReasonCode, base: usize) -> Option<MqttString> {
+        if !self.protocol.is_v5() || !self.client.problem_information {
+            return None;
+        }
+        let text = match reason {
+            ReasonCode::NOT_AUTHORIZED => "not authorised",
+            ReasonCode::PAYLOAD_FORMAT_INVALID => {
+                "payload is not UTF-8 but its Payload Format Indicator says it is"
+            }
+            _ => return None,
+        };
+        // The property's identifier and length prefix, and up to four bytes more of
+        // Remaining Length and property length encoding.
+        let size = base + 1 + 2 + text.len() + 4;
+        let fits = self
+            .client
+            .max_packet_size
+            .is_none_or(|max| size <= max.get() as usize);
+        fits.then(|| MqttString::from_static(text))
+    }
+
     /// Sends the PUBACK or PUBREC for a message from the client, with `reason` in MQTT 5.0.
     fn acknowledge(&mut self, id: PacketId, qos: QoS, reason: ReasonCode) {
-        let properties = AckProperties::default();
+        let mut properties = AckProperties::default();
+        // Fixed header, Packet Identifier, Reason Code and Property Length.
+        properties.reason_string = self.problem(reason, 2 + 2 + 1 + 1);
         match qos {
             QoS::ExactlyOnce => {
                 let mut rec = PubRec::new(id);
@@ -969,8 +996,13 @@ impl Connection {
             granted.push((subscription, new));
         }
         // One return code per filter, in order [MQTT-3.8.4-4], [MQTT-3.9.3-1].
-        self.transmit
-            .push(Packet::SubAck(SubAck::new(subscribe.packet_id, reasons)));
+        let refused = reasons.contains(&ReasonCode::NOT_AUTHORIZED);
+        let mut suback = SubAck::new(subscribe.packet_id, reasons);
+        if refused {
+            let base = 2 + 2 + 1 + suback.reasons.len();
+            suback.properties.reason_string = self.problem(ReasonCode::NOT_AUTHORIZED, base);
+        }
+        self.transmit.push(Packet::SubAck(suback));
         if !granted.is_empty() {
             self.events.push_back(Event::Subscribe(granted));
         }

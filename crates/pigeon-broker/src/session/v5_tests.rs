@@ -1069,6 +1069,65 @@ fn invalid_utf8_payload_is_payload_format_invalid() {
     assert!(matches!(&sent[..], [Packet::PubAck(a)] if a.reason == ReasonCode::SUCCESS));
 }
 
+/// What a connection from `connect` answers to an invalid UTF-8 QoS 1 PUBLISH.
+fn refusal_to(connect: Connect) -> PubAck {
+    let now = t0();
+    let mut conn = connected(connect, now);
+    let mut p = publish("t", QoS::AtLeastOnce, Some(1), b"\xff not UTF-8");
+    p.properties.payload_format_indicator = Some(PayloadFormat::Utf8);
+    conn.handle_packet(Packet::Publish(p), now);
+    match conn.take_transmit().pop() {
+        Some(Packet::PubAck(ack)) => ack,
+        other => panic!("a PUBACK, got {other:?}"),
+    }
+}
+
+// A refusal says why in a Reason String, unless the client set Request Problem Information
+// to 0: then no Reason String on anything but PUBLISH, CONNACK and DISCONNECT
+// [MQTT-3.1.2-29]; nor when it would take the PUBACK over the client's Maximum Packet Size
+// [MQTT-3.4.2-2].
+#[test]
+fn refusals_carry_a_reason_string_unless_the_client_declined_them() {
+    let ack = refusal_to(v5("c", 30));
+    assert_eq!(ack.reason, ReasonCode::PAYLOAD_FORMAT_INVALID);
+    assert!(
+        ack.properties
+            .reason_string
+            .as_ref()
+            .is_some_and(|r| r.as_str().contains("UTF-8")),
+        "{ack:?}"
+    );
+
+    let mut quiet = v5("c", 30);
+    quiet.properties.request_problem_information = Some(false);
+    let ack = refusal_to(quiet);
+    assert_eq!(ack.reason, ReasonCode::PAYLOAD_FORMAT_INVALID);
+    assert_eq!(ack.properties.reason_string, None);
+
+    let mut small = v5("c", 30);
+    small.properties.maximum_packet_size = NonZeroU32::new(16);
+    let ack = refusal_to(small);
+    assert_eq!(ack.reason, ReasonCode::PAYLOAD_FORMAT_INVALID);
+    assert_eq!(
+        ack.properties.reason_string, None,
+        "would not fit in 16 bytes"
+    );
+
+    // 3.1.1 has no properties at all.
+    let now = t0();
+    let mut conn = connected(v311("c", 30), now);
+    conn.handle_packet(
+        Packet::Publish(publish("t", QoS::AtLeastOnce, Some(1), b"x")),
+        now,
+    );
+    route_one(&mut conn, true);
+    let sent = conn.take_transmit();
+    assert!(
+        matches!(&sent[..], [Packet::PubAck(a)] if a.properties.reason_string.is_none()),
+        "{sent:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 12. Server-initiated DISCONNECT
 // ---------------------------------------------------------------------------------------------
