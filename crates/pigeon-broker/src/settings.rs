@@ -15,7 +15,7 @@ use crate::config::{Bind, Config, ListenerProtocol, SocketDomain};
 use crate::log::LogSettings;
 use crate::net::{DEFAULT_HEADERS_SIZE, HttpSettings, WebSocketSettings};
 use crate::server::{ListenerSettings, ServerSettings};
-use crate::session::{ConnectionSettings, OutboundLimits};
+use crate::session::{AuthMethods, ConnectionSettings, OutboundLimits};
 use crate::tls::ListenerTls;
 
 /// Why a valid configuration cannot run (yet).
@@ -101,6 +101,7 @@ impl ServerSettings {
                 max_keepalive: config.max_keepalive,
                 receive_maximum: config.max_inflight_messages,
                 max_packet_size: config.max_packet_size,
+                auth_methods: AuthMethods::default(),
             };
             let websockets = (listener.protocol == ListenerProtocol::WebSockets).then(|| {
                 Arc::new(WebSocketSettings {

@@ -721,20 +721,24 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
             self.refuse(ReasonCode::NOT_AUTHORIZED);
             return;
         }
-        // Mosquitto 2.0 without plugins knows no authentication method.
-        if let Some(reason) = Connection::authentication_refusal(&connect) {
-            self.refuse(reason);
-            return;
-        }
         // With `use_identity_as_username` or `use_subject_as_username`, as in Mosquitto, the
         // certificate is the credential: its name is the username (for the ACL), the
-        // password file is not consulted, and a client without such a name is refused.
-        let username = match &self.cert_username {
-            Some(from_cert) => from_cert.clone().map(Some),
-            None if authorised(listener, &connect) => {
+        // password file is not consulted, and a client without such a name is refused. A
+        // client that passed an MQTT 5.0 enhanced authentication method (the connection ran
+        // it before reporting the CONNECT) is who the method says.
+        let by_method = self
+            .conn
+            .authenticated_by()
+            .map(|(_, name)| name.map(str::to_owned));
+        let username = match (&self.cert_username, by_method) {
+            (_, Some(name)) => {
+                Some(name.or_else(|| connect.username.as_ref().map(ToString::to_string)))
+            }
+            (Some(from_cert), None) => from_cert.clone().map(Some),
+            (None, None) if authorised(listener, &connect) => {
                 Some(connect.username.as_ref().map(ToString::to_string))
             }
-            None => None,
+            (None, None) => None,
         };
         let Some(username) = username else {
             // Mosquitto 2.0.11 answers Not authorized (5) to every credential failure: wrong

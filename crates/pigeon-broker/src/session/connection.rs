@@ -12,13 +12,14 @@ use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pigeon_proto::properties::AckProperties;
+use pigeon_proto::properties::{AckProperties, AuthProperties};
 use pigeon_proto::{
-    Bytes, ConnAck, Connect, DecodeError, Disconnect, MqttString, Packet, PacketId, PayloadFormat,
-    PingResp, Protocol, PubAck, PubComp, PubRec, PubRel, Publish, QoS, ReasonCode, SubAck,
-    TopicFilter, TopicName, UnsubAck, Will,
+    Auth, Bytes, ConnAck, Connect, DecodeError, Disconnect, MqttString, Packet, PacketId,
+    PayloadFormat, PingResp, Protocol, PubAck, PubComp, PubRec, PubRel, Publish, QoS, ReasonCode,
+    SubAck, TopicFilter, TopicName, UnsubAck, Will,
 };
 
+use super::enhanced_auth::{AuthExchange, AuthMethods, AuthStep};
 use super::{Link, Pushed, Session, Subscription};
 use crate::auth::ClientAccess;
 use crate::auth::acl::{self, Verdict};
@@ -50,6 +51,9 @@ pub struct ConnectionSettings {
     pub receive_maximum: Option<NonZeroU16>,
     /// `max_packet_size`, told to MQTT 5.0 clients as the broker's Maximum Packet Size.
     pub max_packet_size: Option<NonZeroU32>,
+    /// The MQTT 5.0 enhanced authentication methods offered (none by default: a CONNECT
+    /// naming one is refused with 0x8C, as by Mosquitto without a plugin).
+    pub auth_methods: AuthMethods,
 }
 
 impl Default for ConnectionSettings {
@@ -64,6 +68,7 @@ impl Default for ConnectionSettings {
             max_keepalive: u16::MAX,
             receive_maximum: NonZeroU16::new(20),
             max_packet_size: None,
+            auth_methods: AuthMethods::default(),
         }
     }
 }
@@ -215,6 +220,9 @@ pub enum Event {
 enum State {
     /// Waiting for CONNECT [MQTT-3.1.0-1].
     AwaitingConnect,
+    /// CONNECT named an enhanced authentication method: AUTH packets go back and forth
+    /// until it succeeds or fails (section 4.12).
+    Authenticating,
     /// CONNECT passed to the broker; waiting for its answer.
     Connecting,
     /// Connected.
@@ -241,6 +249,23 @@ pub struct Connection {
     aliases_in: HashMap<u16, TopicName>,
     /// Topic Aliases the broker set towards the client, by topic.
     aliases_out: HashMap<TopicName, NonZeroU16>,
+    /// Enhanced authentication (MQTT 5.0, section 4.12), when CONNECT named a method.
+    auth: Option<EnhancedAuth>,
+}
+
+/// An enhanced authentication's state on one connection.
+#[derive(Debug)]
+struct EnhancedAuth {
+    /// The method CONNECT named; AUTH packets must name the same [MQTT-4.12.0-5].
+    method: MqttString,
+    /// The exchange in progress, if any.
+    exchange: Option<Box<dyn AuthExchange>>,
+    /// The CONNECT, held back from the broker until authentication succeeds.
+    connect: Option<Box<Connect>>,
+    /// The method's last Authentication Data, for the CONNACK.
+    data: Option<Bytes>,
+    /// The identity the method established, if it named one.
+    username: Option<String>,
 }
 
 impl Connection {
@@ -260,7 +285,17 @@ impl Connection {
             client: ClientLimits::default(),
             aliases_in: HashMap::new(),
             aliases_out: HashMap::new(),
+            auth: None,
         }
+    }
+
+    /// The enhanced authentication method the client authenticated with, and the identity
+    /// it established (`None` inside: the CONNECT's User Name stands). `None` when CONNECT
+    /// named no method: the broker checks the User Name and Password itself.
+    pub fn authenticated_by(&self) -> Option<(&MqttString, Option<&str>)> {
+        self.auth
+            .as_ref()
+            .map(|a| (&a.method, a.username.as_deref()))
     }
 
     /// What the client asked for in CONNECT (the defaults for MQTT 3.x).
@@ -389,6 +424,19 @@ impl Connection {
             State::Connecting => {
                 return self.violation(Violation::protocol("packet before CONNACK", None));
             }
+            State::Authenticating => {
+                return match packet {
+                    Packet::Auth(auth) => self.on_auth(auth),
+                    // A DISCONNECT ends the attempt: nothing to answer.
+                    Packet::Disconnect(_) => {
+                        self.close(CloseReason::Disconnected { with_will: false });
+                    }
+                    _ => self.violation(Violation::protocol(
+                        "packet other than AUTH during authentication",
+                        None,
+                    )),
+                };
+            }
             State::AwaitingConnect => {
                 return match packet {
                     Packet::Connect(connect) => self.on_connect(connect),
@@ -428,6 +476,7 @@ impl Connection {
             Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(unsubscribe),
             Packet::PingReq(_) => self.transmit.push(Packet::PingResp(PingResp)),
             Packet::Disconnect(disconnect) => self.on_disconnect(&disconnect),
+            Packet::Auth(auth) if self.protocol.is_v5() => self.on_auth(auth),
             Packet::ConnAck(_)
             | Packet::SubAck(_)
             | Packet::UnsubAck(_)
@@ -498,6 +547,12 @@ impl Connection {
             if limits.max_qos != QoS::ExactlyOnce {
                 props.maximum_qos = Some(limits.max_qos);
             }
+            // A CONNACK after enhanced authentication names the method and carries its last
+            // data (section 4.12).
+            if let Some(auth) = &self.auth {
+                props.authentication_method = Some(auth.method.clone());
+                props.authentication_data = auth.data.clone();
+            }
         }
         self.touch(now);
         let resend = session.outbound.resume(now);
@@ -519,15 +574,6 @@ impl Connection {
             ..ConnAck::default()
         }));
         self.close(CloseReason::Refused(reason));
-    }
-
-    /// Whether the broker refuses `connect` over its MQTT 5.0 Authentication Method, and with
-    /// which reason: Pigeon implements no enhanced authentication (nor does Mosquitto 2.0
-    /// without plugins), so any method is refused with 0x8C (Bad authentication method),
-    /// after which the connection closes [MQTT-4.12.0-1]. `None` for a CONNECT without one.
-    pub fn authentication_refusal(connect: &Connect) -> Option<ReasonCode> {
-        (connect.protocol.is_v5() && connect.properties.authentication_method.is_some())
-            .then_some(ReasonCode::BAD_AUTHENTICATION_METHOD)
     }
 
     /// Another connection took the session over [MQTT-3.1.4-2]; this one ends (its will is
@@ -602,7 +648,9 @@ impl Connection {
             return;
         }
         match self.state {
-            State::AwaitingConnect => self.close(CloseReason::ConnectTimeout),
+            State::AwaitingConnect | State::Authenticating => {
+                self.close(CloseReason::ConnectTimeout);
+            }
             State::Active => self.close(CloseReason::KeepAliveTimeout),
             State::Connecting | State::Closed => {}
         }
@@ -675,9 +723,145 @@ impl Connection {
                 ..will.clone()
             }
         });
+        if self.protocol.is_v5()
+            && let Some(method) = connect.properties.authentication_method.clone()
+        {
+            return self.begin_authentication(method, connect);
+        }
         // Until the broker answers, only the connect timeout runs.
         self.state = State::Connecting;
         self.events.push_back(Event::Connect(connect));
+    }
+
+    /// CONNECT named `method`: starts the exchange if the method is offered, else refuses
+    /// with 0x8C (Bad authentication method) and closes [MQTT-4.12.0-1].
+    fn begin_authentication(&mut self, method: MqttString, connect: Box<Connect>) {
+        let Some(offered) = self.settings.auth_methods.find(method.as_str()).cloned() else {
+            self.state = State::Connecting;
+            return self.refuse(ReasonCode::BAD_AUTHENTICATION_METHOD);
+        };
+        let (exchange, step) = offered.start(
+            connect.client_id.as_str(),
+            connect.username.as_ref().map(MqttString::as_str),
+            connect.properties.authentication_data.as_deref(),
+        );
+        self.auth = Some(EnhancedAuth {
+            method: method.detach(),
+            exchange: Some(exchange),
+            connect: Some(connect),
+            data: None,
+            username: None,
+        });
+        self.state = State::Authenticating;
+        self.auth_step(step);
+    }
+
+    /// An AUTH from the client: the next step of the exchange in progress, or the start of
+    /// a re-authentication (section 4.12.1).
+    fn on_auth(&mut self, auth: Auth) {
+        let Some(state) = &mut self.auth else {
+            // AUTH from a client that named no method in CONNECT is a Protocol Error
+            // (section 4.12).
+            return self.violation(Violation::protocol(
+                "AUTH without enhanced authentication",
+                None,
+            ));
+        };
+        // The method may not change [MQTT-4.12.0-5], [MQTT-4.12.1-1].
+        if auth.properties.authentication_method.as_ref() != Some(&state.method) {
+            return self.violation(Violation::protocol(
+                "AUTH with another Authentication Method",
+                Some("MQTT-4.12.1-1"),
+            ));
+        }
+        let data = auth.properties.authentication_data.as_deref();
+        let step = match (auth.reason, state.exchange.as_mut()) {
+            (ReasonCode::CONTINUE_AUTHENTICATION, Some(exchange)) => exchange.step(data),
+            (ReasonCode::RE_AUTHENTICATE, None) if self.state == State::Active => {
+                let Some(offered) = self
+                    .settings
+                    .auth_methods
+                    .find(state.method.as_str())
+                    .cloned()
+                else {
+                    // A reload withdrew the method.
+                    return self.violation(Violation {
+                        reason: ReasonCode::BAD_AUTHENTICATION_METHOD,
+                        rule: None,
+                        what: "authentication method no longer offered",
+                    });
+                };
+                let client_id = self.session.as_ref().map(|s| s.client_id.to_string());
+                let (exchange, step) =
+                    offered.start(client_id.as_deref().unwrap_or_default(), None, data);
+                state.exchange = Some(exchange);
+                step
+            }
+            _ => {
+                return self.violation(Violation::protocol(
+                    "AUTH out of turn in the authentication exchange",
+                    None,
+                ));
+            }
+        };
+        self.auth_step(step);
+    }
+
+    /// Acts on what the exchange decided: at CONNECT time, carries on or answers with
+    /// CONNACK; in a re-authentication, with AUTH or DISCONNECT.
+    fn auth_step(&mut self, step: AuthStep) {
+        let connecting = self.state == State::Authenticating;
+        let Some(state) = &mut self.auth else {
+            return;
+        };
+        match step {
+            AuthStep::Continue(data) => {
+                let mut properties = AuthProperties::default();
+                properties.authentication_method = Some(state.method.clone());
+                properties.authentication_data = Some(data);
+                self.transmit.push(Packet::Auth(Auth {
+                    reason: ReasonCode::CONTINUE_AUTHENTICATION,
+                    properties,
+                }));
+            }
+            AuthStep::Success { data, username } => {
+                state.exchange = None;
+                if username.is_some() {
+                    state.username = username;
+                }
+                if connecting {
+                    state.data = data;
+                    let connect = state.connect.take();
+                    self.state = State::Connecting;
+                    if let Some(connect) = connect {
+                        self.events.push_back(Event::Connect(connect));
+                    }
+                } else {
+                    let mut properties = AuthProperties::default();
+                    properties.authentication_method = Some(state.method.clone());
+                    properties.authentication_data = data;
+                    self.transmit.push(Packet::Auth(Auth {
+                        reason: ReasonCode::SUCCESS,
+                        properties,
+                    }));
+                }
+            }
+            AuthStep::Failed(reason) => {
+                state.exchange = None;
+                if connecting {
+                    self.state = State::Connecting;
+                    self.refuse(reason);
+                } else {
+                    // A failed re-authentication ends the connection with DISCONNECT
+                    // [MQTT-4.12.1-2].
+                    self.violation(Violation {
+                        reason,
+                        rule: Some("MQTT-4.12.1-2"),
+                        what: "re-authentication failed",
+                    });
+                }
+            }
+        }
     }
 
     fn on_publish(&mut self, mut publish: Publish, now: Instant) {

@@ -8,8 +8,10 @@
 //! - [`Outbound`]: messages to the client: the in-flight window, the queue behind it, packet
 //!   identifier assignment, acknowledgement states and redelivery on resumption.
 //! - [`Inbound`]: QoS 2 messages from the client, delivered exactly once.
+//! - [`AuthMethod`]: where an MQTT 5.0 enhanced authentication method plugs in.
 
 mod connection;
+mod enhanced_auth;
 mod inbound;
 mod outbound;
 #[cfg(test)]
@@ -24,6 +26,7 @@ use pigeon_proto::properties::SubscriptionId;
 use pigeon_proto::{MqttString, Protocol, SubscriptionOptions, TopicFilter};
 
 pub use self::connection::{CloseReason, Connection, ConnectionSettings, Event, Violation};
+pub use self::enhanced_auth::{AuthExchange, AuthMethod, AuthMethods, AuthStep};
 pub use self::inbound::Inbound;
 pub use self::outbound::{AckError, Link, Outbound, OutboundLimits, Pushed};
 

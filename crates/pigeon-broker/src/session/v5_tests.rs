@@ -10,16 +10,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use pigeon_proto::properties::{DisconnectProperties, PublishProperties, SubscriptionId};
+use pigeon_proto::properties::{
+    AuthProperties, DisconnectProperties, PublishProperties, SubscriptionId,
+};
 use pigeon_proto::{
-    ConnAck, Connect, Decoder, Disconnect, MqttString, Packet, PacketId, PayloadFormat, PingReq,
-    Protocol, PubAck, PubRel, Publish, QoS, ReasonCode, RetainHandling, Subscribe,
+    Auth, ConnAck, Connect, Decoder, Disconnect, MqttString, Packet, PacketId, PayloadFormat,
+    PingReq, Protocol, PubAck, PubRel, Publish, QoS, ReasonCode, RetainHandling, Subscribe,
     SubscriptionOptions, TopicFilter, TopicName, Will,
 };
 
 use super::{
-    CloseReason, Connection, ConnectionSettings, Event, Link, Outbound, OutboundLimits, Pushed,
-    Session,
+    AuthExchange, AuthMethod, AuthMethods, AuthStep, CloseReason, Connection, ConnectionSettings,
+    Event, Link, Outbound, OutboundLimits, Pushed, Session,
 };
 use crate::message::{Delivery, Message};
 
@@ -1326,8 +1328,9 @@ fn unmatched_publish_is_acknowledged_with_no_matching_subscribers() {
 // ---------------------------------------------------------------------------------------------
 
 // [MQTT-4.12.0-1]: a broker that does not support the Authentication Method a client gave may
-// answer CONNACK 0x8C (Bad authentication method), and must close the connection. Pigeon
-// supports none: any method is refused, and the will goes with the refusal.
+// answer CONNACK 0x8C (Bad authentication method), and must close the connection. With no
+// method offered (the default, as Mosquitto without plugins), any method is refused, before
+// the broker hears of the CONNECT, and the will goes with the refusal.
 #[test]
 fn authentication_method_is_refused_with_bad_authentication_method() {
     let now = t0();
@@ -1343,12 +1346,6 @@ fn authentication_method_is_refused_with_bad_authentication_method() {
     });
     let mut conn = Connection::new(ConnectionSettings::default(), now);
     conn.handle_packet(Packet::Connect(Box::new(c)), now);
-    let Some(Event::Connect(connect)) = conn.poll_event() else {
-        panic!("CONNECT not reported");
-    };
-    let reason = Connection::authentication_refusal(&connect);
-    assert_eq!(reason, Some(ReasonCode::BAD_AUTHENTICATION_METHOD));
-    conn.refuse(ReasonCode::BAD_AUTHENTICATION_METHOD);
     let sent = conn.take_transmit();
     assert!(
         matches!(&sent[..], [Packet::ConnAck(a)]
@@ -1359,11 +1356,307 @@ fn authentication_method_is_refused_with_bad_authentication_method() {
     );
     assert_eq!(
         close_reason(&mut conn),
-        Some(CloseReason::Refused(ReasonCode::BAD_AUTHENTICATION_METHOD))
+        Some(CloseReason::Refused(ReasonCode::BAD_AUTHENTICATION_METHOD)),
+        "closed without reporting the CONNECT"
     );
     assert!(conn.is_closed());
     assert!(conn.take_will().is_none());
-    // Without a method, or in 3.1.1 (no properties), nothing is refused for it.
-    assert_eq!(Connection::authentication_refusal(&v5("c", 30)), None);
-    assert_eq!(Connection::authentication_refusal(&v311("c", 30)), None);
+}
+
+/// A challenge-response method for the tests: the challenge is `challenge:` and the
+/// client's first data; the right answer is `response:` and the same; it names the client
+/// `alice` and has a last word, `welcome`.
+#[derive(Debug)]
+struct Challenge;
+
+#[derive(Debug)]
+struct ChallengeExchange {
+    expected: Vec<u8>,
+}
+
+impl AuthMethod for Challenge {
+    fn name(&self) -> &str {
+        "TEST-CHALLENGE"
+    }
+
+    fn start(
+        &self,
+        _client_id: &str,
+        _username: Option<&str>,
+        data: Option<&[u8]>,
+    ) -> (Box<dyn AuthExchange>, AuthStep) {
+        let nonce = data.unwrap_or_default();
+        let expected = [b"response:", nonce].concat();
+        let challenge = Bytes::from([b"challenge:", nonce].concat());
+        (
+            Box::new(ChallengeExchange { expected }),
+            AuthStep::Continue(challenge),
+        )
+    }
+}
+
+impl AuthExchange for ChallengeExchange {
+    fn step(&mut self, data: Option<&[u8]>) -> AuthStep {
+        if data == Some(&self.expected[..]) {
+            AuthStep::Success {
+                data: Some(Bytes::from_static(b"welcome")),
+                username: Some("alice".to_owned()),
+            }
+        } else {
+            AuthStep::Failed(ReasonCode::NOT_AUTHORIZED)
+        }
+    }
+}
+
+fn challenge_settings() -> ConnectionSettings {
+    ConnectionSettings {
+        auth_methods: AuthMethods::new(vec![Arc::new(Challenge)]),
+        ..ConnectionSettings::default()
+    }
+}
+
+fn auth_packet(reason: ReasonCode, method: &'static str, data: &'static [u8]) -> Packet {
+    let mut properties = AuthProperties::default();
+    properties.authentication_method = Some(MqttString::from_static(method));
+    properties.authentication_data = Some(Bytes::from_static(data));
+    Packet::Auth(Auth { reason, properties })
+}
+
+/// A connection whose CONNECT named TEST-CHALLENGE with data `n1`; asserts the challenge.
+fn challenged(now: Instant) -> Connection {
+    let mut c = v5("c", 30);
+    c.properties.authentication_method = Some(MqttString::from_static("TEST-CHALLENGE"));
+    c.properties.authentication_data = Some(Bytes::from_static(b"n1"));
+    let mut conn = Connection::new(challenge_settings(), now);
+    conn.handle_packet(Packet::Connect(Box::new(c)), now);
+    assert!(
+        conn.poll_event().is_none(),
+        "CONNECT held back during the exchange"
+    );
+    let sent = conn.take_transmit();
+    assert!(
+        matches!(&sent[..], [Packet::Auth(a)]
+            if a.reason == ReasonCode::CONTINUE_AUTHENTICATION
+                && a.properties.authentication_method.as_ref().map(MqttString::as_str)
+                    == Some("TEST-CHALLENGE")
+                && a.properties.authentication_data.as_deref() == Some(&b"challenge:n1"[..])),
+        "{sent:?}"
+    );
+    conn
+}
+
+// Section 4.12: an offered method runs its exchange with AUTH Continue authentication
+// (0x18) packets naming the CONNECT's method [MQTT-4.12.0-5]; on success the broker hears of
+// the CONNECT, and the CONNACK names the method [MQTT-4.12.0-5] and carries the method's last
+// data. The identity the method established is available to the broker for ACLs.
+#[test]
+fn enhanced_authentication_exchange_succeeds() {
+    let now = t0();
+    let mut conn = challenged(now);
+    conn.handle_packet(
+        auth_packet(
+            ReasonCode::CONTINUE_AUTHENTICATION,
+            "TEST-CHALLENGE",
+            b"response:n1",
+        ),
+        now,
+    );
+    assert!(conn.take_transmit().is_empty(), "nothing before CONNACK");
+    let Some(Event::Connect(connect)) = conn.poll_event() else {
+        panic!("the CONNECT is reported once authenticated");
+    };
+    assert_eq!(connect.client_id.as_str(), "c");
+    let (method, user) = conn.authenticated_by().expect("authenticated by a method");
+    assert_eq!((method.as_str(), user), ("TEST-CHALLENGE", Some("alice")));
+    let session = Session::new(
+        MqttString::from_static("c"),
+        Protocol::V5,
+        true,
+        OutboundLimits::default(),
+    );
+    conn.accept(session, false, now);
+    let sent = conn.take_transmit();
+    let [Packet::ConnAck(ack)] = &sent[..] else {
+        panic!("a CONNACK: {sent:?}");
+    };
+    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    assert_eq!(
+        ack.properties
+            .authentication_method
+            .as_ref()
+            .map(MqttString::as_str),
+        Some("TEST-CHALLENGE")
+    );
+    assert_eq!(
+        ack.properties.authentication_data.as_deref(),
+        Some(&b"welcome"[..])
+    );
+}
+
+// A failed exchange is answered with CONNACK and the method's reason, then the connection
+// closes [MQTT-3.2.2-7]; the broker never hears of the CONNECT.
+#[test]
+fn enhanced_authentication_failure_is_refused_with_its_reason() {
+    let now = t0();
+    let mut conn = challenged(now);
+    conn.handle_packet(
+        auth_packet(
+            ReasonCode::CONTINUE_AUTHENTICATION,
+            "TEST-CHALLENGE",
+            b"guess",
+        ),
+        now,
+    );
+    let sent = conn.take_transmit();
+    assert!(
+        matches!(&sent[..], [Packet::ConnAck(a)] if a.reason == ReasonCode::NOT_AUTHORIZED),
+        "{sent:?}"
+    );
+    assert_eq!(
+        close_reason(&mut conn),
+        Some(CloseReason::Refused(ReasonCode::NOT_AUTHORIZED))
+    );
+}
+
+// During the exchange only AUTH (or DISCONNECT) may come, with the same method
+// [MQTT-4.12.0-5]; anything else is a Protocol Error. The connect timeout still runs.
+#[test]
+fn enhanced_authentication_is_strict_about_what_comes_during_it() {
+    let now = t0();
+    let mut conn = challenged(now);
+    conn.handle_packet(Packet::PingReq(PingReq), now);
+    assert!(matches!(
+        close_reason(&mut conn),
+        Some(CloseReason::Violation(v)) if v.reason == ReasonCode::PROTOCOL_ERROR
+    ));
+
+    let mut conn = challenged(now);
+    conn.handle_packet(
+        auth_packet(ReasonCode::CONTINUE_AUTHENTICATION, "OTHER", b"response:n1"),
+        now,
+    );
+    assert!(matches!(
+        close_reason(&mut conn),
+        Some(CloseReason::Violation(v)) if v.reason == ReasonCode::PROTOCOL_ERROR
+    ));
+
+    let mut conn = challenged(now);
+    conn.handle_timeout(now + secs(3600));
+    assert_eq!(close_reason(&mut conn), Some(CloseReason::ConnectTimeout));
+}
+
+/// A connection that authenticated with TEST-CHALLENGE and was accepted.
+fn authenticated(now: Instant) -> Connection {
+    let mut conn = challenged(now);
+    conn.handle_packet(
+        auth_packet(
+            ReasonCode::CONTINUE_AUTHENTICATION,
+            "TEST-CHALLENGE",
+            b"response:n1",
+        ),
+        now,
+    );
+    assert!(matches!(conn.poll_event(), Some(Event::Connect(_))));
+    let session = Session::new(
+        MqttString::from_static("c"),
+        Protocol::V5,
+        true,
+        OutboundLimits::default(),
+    );
+    conn.accept(session, false, now);
+    conn.take_transmit();
+    conn
+}
+
+// Section 4.12.1: a connected client re-authenticates with AUTH Re-authenticate (0x19) and
+// the same method [MQTT-4.12.1-1]; the exchange runs as at CONNECT and ends with AUTH
+// Success. A failed one ends the connection with DISCONNECT and the reason [MQTT-4.12.1-2].
+#[test]
+fn re_authentication_succeeds_or_disconnects() {
+    let now = t0();
+    let mut conn = authenticated(now);
+    conn.handle_packet(
+        auth_packet(ReasonCode::RE_AUTHENTICATE, "TEST-CHALLENGE", b"n2"),
+        now,
+    );
+    let sent = conn.take_transmit();
+    assert!(
+        matches!(&sent[..], [Packet::Auth(a)]
+            if a.reason == ReasonCode::CONTINUE_AUTHENTICATION
+                && a.properties.authentication_data.as_deref() == Some(&b"challenge:n2"[..])),
+        "{sent:?}"
+    );
+    // Other packets carry on meanwhile.
+    conn.handle_packet(Packet::PingReq(PingReq), now);
+    conn.handle_packet(
+        auth_packet(
+            ReasonCode::CONTINUE_AUTHENTICATION,
+            "TEST-CHALLENGE",
+            b"response:n2",
+        ),
+        now,
+    );
+    let sent = conn.take_transmit();
+    assert!(
+        matches!(&sent[..], [Packet::PingResp(_), Packet::Auth(a)]
+            if a.reason == ReasonCode::SUCCESS
+                && a.properties.authentication_data.as_deref() == Some(&b"welcome"[..])),
+        "{sent:?}"
+    );
+    assert!(!conn.is_closed());
+
+    // A wrong answer the second time round.
+    conn.handle_packet(
+        auth_packet(ReasonCode::RE_AUTHENTICATE, "TEST-CHALLENGE", b"n3"),
+        now,
+    );
+    conn.take_transmit();
+    conn.handle_packet(
+        auth_packet(
+            ReasonCode::CONTINUE_AUTHENTICATION,
+            "TEST-CHALLENGE",
+            b"nope",
+        ),
+        now,
+    );
+    let sent = conn.take_transmit();
+    assert_eq!(
+        disconnects(&sent)
+            .iter()
+            .map(|d| d.reason)
+            .collect::<Vec<_>>(),
+        [ReasonCode::NOT_AUTHORIZED],
+        "{sent:?}"
+    );
+    assert!(conn.is_closed());
+
+    // Another method is a Protocol Error [MQTT-4.12.1-1].
+    let mut conn = authenticated(now);
+    conn.handle_packet(
+        auth_packet(ReasonCode::RE_AUTHENTICATE, "OTHER", b"n2"),
+        now,
+    );
+    assert!(matches!(
+        close_reason(&mut conn),
+        Some(CloseReason::Violation(v)) if v.reason == ReasonCode::PROTOCOL_ERROR
+    ));
+}
+
+// A client that named no method in CONNECT may not send AUTH (section 4.12): Protocol Error.
+#[test]
+fn auth_without_a_method_in_connect_is_a_protocol_error() {
+    let now = t0();
+    let mut conn = connected(v5("c", 30), now);
+    conn.handle_packet(
+        auth_packet(ReasonCode::RE_AUTHENTICATE, "TEST-CHALLENGE", b"n"),
+        now,
+    );
+    let sent = conn.take_transmit();
+    assert_eq!(
+        disconnects(&sent)
+            .iter()
+            .map(|d| d.reason)
+            .collect::<Vec<_>>(),
+        [ReasonCode::PROTOCOL_ERROR]
+    );
 }
