@@ -159,18 +159,21 @@ impl Outbound {
             self.expired += 1;
             return true;
         }
-        if let Some(max) = self.max_packet_size {
-            // The identifier's value does not change the size.
-            let id = (delivery.qos != QoS::AtMostOnce).then_some(PacketId::FIRST);
-            let len = delivery
-                .to_publish(id, false, now)
-                .encoded_len(Protocol::V5);
-            if len > max as usize {
-                self.oversize += 1;
-                return true;
-            }
+        if self.too_large(delivery, now) {
+            self.oversize += 1;
+            return true;
         }
         false
+    }
+
+    /// Whether `delivery` would exceed the client's Maximum Packet Size.
+    fn too_large(&self, delivery: &Delivery, now: Instant) -> bool {
+        self.max_packet_size.is_some_and(|max| {
+            // The identifier's value does not change the size.
+            let id = (delivery.qos != QoS::AtMostOnce).then_some(PacketId::FIRST);
+            let len = delivery.to_publish(id, true, now).encoded_len(Protocol::V5);
+            len > max as usize
+        })
     }
 
     /// Messages in flight.
@@ -412,6 +415,21 @@ impl Outbound {
     /// Messages whose delivery had started are sent again even if they have expired since
     /// (expiry only stops a delivery that has not begun [MQTT-3.3.2-5]).
     pub fn resume(&mut self, now: Instant) -> Vec<Packet> {
+        // A message in flight that the new connection's Maximum Packet Size no longer lets
+        // through is discarded as if its delivery had completed [MQTT-3.1.2-25].
+        let oversize: Vec<(u64, PacketId)> = self
+            .inflight
+            .iter()
+            .filter(|(_, f)| f.stage != Stage::Released && self.too_large(&f.delivery, now))
+            .map(|(seq, f)| (*seq, f.id))
+            .collect();
+        for (seq, id) in oversize {
+            if let Some(f) = self.inflight.remove(&seq) {
+                self.ids.remove(&id);
+                self.inflight_bytes -= f.delivery.message.size();
+                self.oversize += 1;
+            }
+        }
         let mut out: Vec<Packet> = self
             .inflight
             .values()

@@ -775,6 +775,51 @@ fn packets_larger_than_the_clients_maximum_are_discarded() {
     assert!(sent.iter().all(|p| p.encoded_len(Protocol::V5) <= 64));
 }
 
+// [MQTT-3.1.2-25] on resumption: a message left in flight by an earlier connection that the
+// new connection's Maximum Packet Size does not let through is discarded as if delivered, not
+// resent; the window fills from the queue behind it.
+#[test]
+fn messages_in_flight_too_large_for_the_new_connection_are_discarded() {
+    let now = t0();
+    let mut outbound = Outbound::new(OutboundLimits::default());
+    outbound.set_receive_maximum(Some(1));
+    let big = Arc::new(Message::new(
+        TopicName::from_static("t"),
+        Bytes::from(vec![b'x'; 100]),
+        QoS::AtLeastOnce,
+        false,
+    ));
+    outbound.push(
+        Delivery::new(big, QoS::AtLeastOnce, false),
+        Link::Online { backlog: 0 },
+        now,
+    );
+    outbound.push(
+        Delivery::new(
+            message("t", QoS::AtLeastOnce, b"small"),
+            QoS::AtLeastOnce,
+            false,
+        ),
+        Link::Online { backlog: 0 },
+        now,
+    );
+    assert_eq!((outbound.inflight_len(), outbound.queued_len()), (1, 1));
+    // The client comes back with a Maximum Packet Size of 64 bytes.
+    outbound.set_max_packet_size(Some(64));
+    let resent = outbound.resume(now);
+    let payloads: Vec<Vec<u8>> = resent
+        .iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => Some(p.payload.to_vec()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(payloads, [b"small".to_vec()]);
+    assert!(resent.iter().all(|p| p.encoded_len(Protocol::V5) <= 64));
+    assert_eq!(outbound.oversize(), 1);
+    assert_eq!(outbound.inflight_len(), 1);
+}
+
 // [MQTT-3.1.2-24]: the limit holds for the packet as written, Topic Alias included: a PUBLISH
 // that fits without an alias must still fit once the broker gives it one.
 #[test]
