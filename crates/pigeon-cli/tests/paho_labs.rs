@@ -74,25 +74,21 @@ fn led_publisher_toggles_home_led() {
     assert!(out.contains("Published ON to home/led"), "{out}");
 }
 
-// With its real 2 s period the publisher sends one message right away and the next about two
-// seconds later (measured by the subscriber's receive times, mosquitto_sub's %U).
+// With its real period (2 s, no LED_INTERVAL) the publisher runs as the lab has it: ON, then
+// OFF. (How long the period is, is not asserted: tests make no timing claims.)
 #[test]
-fn led_publisher_default_period_is_two_seconds() {
+fn led_publisher_runs_with_its_default_period() {
     let b = broker();
-    let sub = MosquittoSub::start(&b, &["-t", "home/led", "-F", "%U %p"]);
-    let _led = lab("led_publisher.py", &b, &[]);
+    let sub = MosquittoSub::start(&b, &["-t", "home/led"]);
+    let led = lab("led_publisher.py", &b, &[]);
     let got = sub.wait_for_messages(2);
-    let parsed: Vec<(f64, &str)> = got
-        .iter()
-        .filter_map(|line| {
-            let (at, payload) = line.split_once(' ')?;
-            Some((at.parse().ok()?, payload))
-        })
-        .collect();
-    assert!(parsed.len() >= 2, "two messages: {got:?}");
-    assert_eq!((parsed[0].1, parsed[1].1), ("ON", "OFF"));
-    let period = parsed[1].0 - parsed[0].0;
-    assert!((1.5..3.5).contains(&period), "period {period} s");
+    assert_eq!(
+        got[..2],
+        ["ON", "OFF"],
+        "led_publisher:\n{}\nbroker log:\n{}",
+        led.output(),
+        b.log()
+    );
 }
 
 // hello_subscriber.py prints what hello_publisher.py sends to test/topic.
