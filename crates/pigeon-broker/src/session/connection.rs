@@ -680,6 +680,16 @@ impl Connection {
             let mut disconnect = Disconnect::new(code);
             if let CloseReason::Violation(v) = reason {
                 disconnect.properties.reason_string = MqttString::try_from(v.what).ok();
+                // Left out rather than take the packet over the client's Maximum Packet
+                // Size [MQTT-3.14.2-3].
+                let len = Packet::Disconnect(disconnect.clone()).encoded_len(Protocol::V5);
+                if self
+                    .client
+                    .max_packet_size
+                    .is_some_and(|max| len > max.get() as usize)
+                {
+                    disconnect.properties.reason_string = None;
+                }
             }
             self.transmit.push(Packet::Disconnect(disconnect));
         }

@@ -15,6 +15,8 @@ mod enhanced_auth;
 mod inbound;
 mod outbound;
 #[cfg(test)]
+mod v5_props;
+#[cfg(test)]
 mod v5_tests;
 
 use std::collections::HashMap;
