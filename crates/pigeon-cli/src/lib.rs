@@ -1,8 +1,10 @@
 //! `pigeon-cli`: the command-line programs (`pigeon`, `pigeon-pub`, `pigeon-sub`, `pigeon-rr`,
 //! `pigeon-passwd`, `pigeon-bench`).
 //!
-//! Empty for now: the binaries arrive with issues 3 (broker), 5 (client tools) and 9 (bench).
+//! The library part: the client tools' shared code (`tools`) and systemd's readiness
+//! protocol (`systemd`).
 
 #![forbid(unsafe_code)]
 
+pub mod systemd;
 pub mod tools;

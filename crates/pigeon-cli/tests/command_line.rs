@@ -190,3 +190,60 @@ fn sigterm_stops_the_broker_cleanly() {
     let _sub = MosquittoSub::start(&b, &["-t", "#"]);
     assert!(b.stop(), "exits 0 on SIGTERM:\n{}", b.log());
 }
+
+// Under systemd (Type=notify, NOTIFY_SOCKET set) the broker says READY=1 once its listeners
+// accept connections, RELOADING=1 then READY=1 around a SIGHUP reload, and STOPPING=1 on
+// SIGTERM (sd_notify(3)); packaging/pigeon.service relies on it.
+#[test]
+fn systemd_is_told_ready_reloading_and_stopping() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::UnixDatagram;
+    use std::process::Command;
+
+    let dir = TempDir::new("notify");
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    // Written to after the broker gives up root for `mosquitto`, as systemd's own socket
+    // allows.
+    for path in [dir.path(), socket_path.as_path()] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    socket
+        .set_read_timeout(Some(pigeon_test::PATIENCE))
+        .unwrap();
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = socket
+            .recv(&mut buf)
+            .expect("a notification within the test's patience");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let port = pigeon_test::free_port();
+    let mut cmd = Command::new(PIGEON);
+    cmd.args(["-p", &port.to_string()])
+        .env("NOTIFY_SOCKET", &socket_path);
+    let mut broker = pigeon_test::Background::spawn(&mut cmd, "pigeon");
+
+    let ready = next();
+    assert_eq!(
+        ready,
+        format!("READY=1\nMAINPID={}", broker.pid()),
+        "{}",
+        broker.output()
+    );
+    // Ready means accepting.
+    std::net::TcpStream::connect(("127.0.0.1", port)).expect("listening once READY=1");
+
+    broker.signal("HUP");
+    let reloading = next();
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading:?}"
+    );
+    assert_eq!(next(), "READY=1");
+
+    broker.signal("TERM");
+    assert_eq!(next(), "STOPPING=1");
+    let status = broker.wait_exit(pigeon_test::PATIENCE);
+    assert!(status.is_some_and(|s| s.success()), "{}", broker.output());
+}

@@ -138,7 +138,9 @@ fn unpacked_deb_serves_clients_with_the_shipped_config() {
     .expect("pigeon.service in the package");
     let unit = std::fs::read_to_string(unit_path).unwrap();
     assert_eq!(unit_value(&unit, "User"), "pigeon");
-    assert_eq!(unit_value(&unit, "Type"), "simple");
+    // Type=notify: the broker's READY=1 is tested in tests/command_line.rs.
+    assert_eq!(unit_value(&unit, "Type"), "notify");
+    assert_eq!(unit_value(&unit, "NotifyAccess"), "main");
     let exec_start: Vec<&str> = unit_value(&unit, "ExecStart").split_whitespace().collect();
     assert_eq!(
         exec_start,

@@ -9,6 +9,7 @@ use pigeon_broker::auth::Notes;
 use pigeon_broker::config::{Config, LogTypes};
 use pigeon_broker::log::{Log, strerror};
 use pigeon_broker::server::{Server, ServerSettings, Shared};
+use pigeon_cli::systemd;
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Pigeon, an MQTT 3.1 / 3.1.1 / 5.0 broker that reads mosquitto.conf.
@@ -145,6 +146,8 @@ async fn serve(
     // at the first SIGHUP.
     security_files_readable(config).map_err(anyhow::Error::msg)?;
     log.info(format_args!("pigeon version {version} running"));
+    // Under systemd (Type=notify), the unit is started now: the listeners accept.
+    notify(&log, &format!("READY=1\nMAINPID={}", std::process::id()));
     let shared = Arc::clone(server.shared());
     server
         .run_until(async {
@@ -156,16 +159,29 @@ async fn serve(
             loop {
                 tokio::select! {
                     () = &mut shutdown => return,
-                    _ = hangup.recv() => reload(&shared, config, args),
+                    _ = hangup.recv() => {
+                        notify(&shared.log, &systemd::reloading());
+                        reload(&shared, config, args);
+                        notify(&shared.log, "READY=1");
+                    }
                 }
             }
         })
         .await;
+    notify(&log, "STOPPING=1");
     log.info(format_args!("pigeon version {version} terminating"));
     if let Some(pid_file) = &config.pid_file {
         let _ = std::fs::remove_file(pid_file);
     }
     Ok(())
+}
+
+/// Tells systemd `state` when it started the broker (`NOTIFY_SOCKET`); a failure is logged,
+/// not fatal.
+fn notify(log: &Log, state: &str) {
+    if let Err(e) = systemd::notify(state) {
+        log.warning(format_args!("Warning: Unable to notify systemd: {e}."));
+    }
 }
 
 /// SIGHUP, Mosquitto's reload signal: reads the configuration file again (with the command
