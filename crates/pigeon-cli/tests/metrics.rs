@@ -126,15 +126,18 @@ fn metrics_parse_and_follow_the_traffic() {
     assert!(value(&before, "process_resident_memory_bytes") > 0.0);
     let received = value(&before, "pigeon_messages_received_total");
 
-    let sub = MosquittoSub::start(&broker, &["-t", "m/#", "-v"]);
-    for i in 0..5 {
-        publish(&broker, &["-t", "m/a", "-m", &i.to_string(), "-q", "1"]);
+    // Two messages at each QoS, to a subscriber granted QoS 2 (so each goes out at its own
+    // QoS), and a retained one at QoS 0.
+    let sub = MosquittoSub::start(&broker, &["-t", "m/#", "-v", "-q", "2"]);
+    for i in 0..6 {
+        let qos = (i % 3).to_string();
+        publish(&broker, &["-t", "m/a", "-m", &format!("p{i}"), "-q", &qos]);
     }
     publish(&broker, &["-t", "m/kept", "-m", "21.5", "-r"]);
-    sub.wait_for_messages(6);
+    sub.wait_for_messages(7);
     let after = scrape(http);
-    assert!(value(&after, "pigeon_messages_received_total") >= received + 6.0);
-    assert!(value(&after, "pigeon_messages_sent_total") >= 6.0);
+    assert!(value(&after, "pigeon_messages_received_total") >= received + 7.0);
+    assert!(value(&after, "pigeon_messages_sent_total") >= 7.0);
     assert!(value(&after, "pigeon_clients_connected") >= 1.0);
     assert!(value(&after, "pigeon_subscriptions") >= 1.0);
     assert!(value(&after, "pigeon_retained_messages") >= 1.0);
@@ -142,7 +145,54 @@ fn metrics_parse_and_follow_the_traffic() {
         value(&after, "pigeon_bytes_received_total")
             > value(&before, "pigeon_bytes_received_total")
     );
-    assert!(value(&after, "pigeon_connections_total") >= 7.0);
+    assert!(value(&after, "pigeon_connections_total") >= 8.0);
+
+    // By QoS: counters labelled qos="0|1|2", which add up to the totals.
+    let by_qos = |samples: &HashMap<String, (String, f64)>, name: &str, qos: u8| {
+        let sample = format!("pigeon_{name}_by_qos_total{{qos=\"{qos}\"}}");
+        assert_eq!(
+            samples.get(&sample).map(|(k, _)| k.as_str()),
+            Some("counter"),
+            "{sample}"
+        );
+        value(samples, &sample)
+    };
+    for (name, at_least) in [
+        ("messages_received", [3.0, 2.0, 2.0]),
+        ("messages_sent", [3.0, 2.0, 2.0]),
+        // "p0".."p5" and "21.5": 2 bytes each, 4 for the retained one.
+        ("payload_bytes_received", [8.0, 4.0, 4.0]),
+        ("payload_bytes_sent", [8.0, 4.0, 4.0]),
+    ] {
+        let mut sum = 0.0;
+        for qos in 0..3u8 {
+            let grown = by_qos(&after, name, qos) - by_qos(&before, name, qos);
+            assert!(
+                grown >= at_least[usize::from(qos)],
+                "{name} at QoS {qos} grew by {grown}"
+            );
+            sum += by_qos(&after, name, qos);
+        }
+        assert_eq!(
+            sum,
+            value(&after, &format!("pigeon_{name}_total")),
+            "{name}"
+        );
+    }
+    // The rest of the issue's list.
+    for name in [
+        "pigeon_messages_dropped_total",
+        "pigeon_queued_messages{client=\"disconnected\"}",
+        "pigeon_auth_failures_total",
+        "pigeon_clients_total",
+    ] {
+        assert!(value(&after, name) >= 0.0, "{name}");
+    }
+    let (_, stats) = get(http, "/api/stats", None);
+    assert!(
+        stats.contains("\"messages_received_by_qos_total\":["),
+        "{stats}"
+    );
 }
 
 #[test]

@@ -342,6 +342,10 @@ fn stats_json(shared: &Shared, started: std::time::Instant) -> String {
     for (name, _, _, value) in figures(&s) {
         let _ = write!(out, ",\"{name}\":{value}");
     }
+    for (name, _, values) in by_qos(&s) {
+        let [q0, q1, q2] = values;
+        let _ = write!(out, ",\"{name}\":[{q0},{q1},{q2}]");
+    }
     out.push('}');
     out
 }
@@ -467,6 +471,35 @@ fn figures(s: &Snapshot) -> [(&'static str, &'static str, &'static str, u64); 20
     ]
 }
 
+/// The broker's counters by QoS: (name, help, values at QoS 0, 1 and 2). Counters, each also
+/// in [`figures`] as its total (`messages_received_total` is the sum of
+/// `messages_received_by_qos_total`), under a name of its own so that summing a family does
+/// not count twice.
+fn by_qos(s: &Snapshot) -> [(&'static str, &'static str, [u64; 3]); 4] {
+    [
+        (
+            "messages_received_by_qos_total",
+            "PUBLISH packets received, by QoS.",
+            s.publish_received_by_qos,
+        ),
+        (
+            "messages_sent_by_qos_total",
+            "PUBLISH packets sent, by QoS.",
+            s.publish_sent_by_qos,
+        ),
+        (
+            "payload_bytes_received_by_qos_total",
+            "Payload bytes of PUBLISH packets received, by QoS.",
+            s.publish_bytes_received_by_qos,
+        ),
+        (
+            "payload_bytes_sent_by_qos_total",
+            "Payload bytes of PUBLISH packets sent, by QoS.",
+            s.publish_bytes_sent_by_qos,
+        ),
+    ]
+}
+
 /// The Prometheus text exposition (format 0.0.4).
 fn metrics(shared: &Shared, started: std::time::Instant) -> String {
     let s = Snapshot::take(&shared.broker);
@@ -476,6 +509,15 @@ fn metrics(shared: &Shared, started: std::time::Instant) -> String {
             out,
             "# HELP pigeon_{name} {help}\n# TYPE pigeon_{name} {kind}\npigeon_{name} {value}\n"
         );
+    }
+    for (name, help, values) in by_qos(&s) {
+        let _ = write!(
+            out,
+            "# HELP pigeon_{name} {help}\n# TYPE pigeon_{name} counter\n"
+        );
+        for (qos, value) in values.iter().enumerate() {
+            let _ = writeln!(out, "pigeon_{name}{{qos=\"{qos}\"}} {value}");
+        }
     }
     let clients = shared.broker.clients_view();
     let queued = |connected: bool| -> usize {
