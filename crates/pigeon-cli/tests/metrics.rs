@@ -199,10 +199,22 @@ fn metrics_parse_and_follow_the_traffic() {
 fn json_api_lists_clients_subscriptions_retained_and_stats() {
     let (broker, http) = http_broker("");
     let _sub = MosquittoSub::start(&broker, &["-t", "j/#", "-i", "watcher", "-q", "1"]);
+    let _v5 = MosquittoSub::start(
+        &broker,
+        &["-t", "j/a", "-t", "j/b", "-i", "five", "-V", "mqttv5"],
+    );
     publish(&broker, &["-t", "j/temp", "-m", "19 \"C\"", "-r"]);
-    assert!(wait_until(|| get(http, "/api/clients", None)
-        .1
-        .contains("\"client_id\":\"watcher\",\"connected\":true")));
+    // Connected clients show their protocol version, subscriptions and queue.
+    let (status, clients) = get(http, "/api/clients", None);
+    assert_eq!(status, 200);
+    for expected in [
+        "{\"client_id\":\"five\",\"connected\":true,\"queued\":0,\"protocol\":\"5.0\",\
+         \"subscriptions\":2,\"offline_subscriptions\":0}",
+        "{\"client_id\":\"watcher\",\"connected\":true,\"queued\":0,\"protocol\":\"3.1.1\",\
+         \"subscriptions\":1,\"offline_subscriptions\":0}",
+    ] {
+        assert!(clients.contains(expected), "{clients}");
+    }
     let (status, subs) = get(http, "/api/subscriptions", None);
     assert_eq!(status, 200);
     assert!(
@@ -215,7 +227,7 @@ fn json_api_lists_clients_subscriptions_retained_and_stats() {
         "[{\"topic\":\"j/temp\",\"qos\":0,\"size\":6,\"payload\":\"19 \\\"C\\\"\"}]"
     );
     let (_, stats) = get(http, "/api/stats", None);
-    assert!(stats.contains("\"clients_connected\":1"), "{stats}");
+    assert!(stats.contains("\"clients_connected\":2"), "{stats}");
     assert!(stats.contains("\"retained_messages\":"), "{stats}");
     let (_, info) = get(http, "/api/info", None);
     assert!(info.starts_with("{\"version\":"), "{info}");

@@ -9,6 +9,7 @@
 //! dashboard's files need no login: the page asks for one and uses it both for the API and
 //! for its own MQTT-over-WebSocket connection, where the broker checks it as for any client.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -138,7 +139,15 @@ fn respond(
             metrics(shared, started),
         ),
         "/api/stats" => json(stats_json(shared, started)),
-        "/api/clients" => json(clients_json(&broker.clients_view())),
+        "/api/clients" => {
+            // Counted from the index, read just before the clients (a client that connects
+            // in between is listed with none).
+            let mut subscriptions: HashMap<String, usize> = HashMap::new();
+            for s in broker.subscriptions_view() {
+                *subscriptions.entry(s.client_id).or_default() += 1;
+            }
+            json(clients_json(&broker.clients_view(), &subscriptions))
+        }
         "/api/subscriptions" => {
             let mut out = String::from("[");
             for (i, s) in broker.subscriptions_view().iter().enumerate() {
@@ -295,7 +304,9 @@ fn json_string(s: &str) -> String {
     out
 }
 
-fn clients_json(clients: &[ClientView]) -> String {
+/// `/api/clients`: each client, with its number of subscriptions in the index (`subscriptions`,
+/// by Client Identifier).
+fn clients_json(clients: &[ClientView], subscriptions: &HashMap<String, usize>) -> String {
     let mut out = String::from("[");
     for (i, c) in clients.iter().enumerate() {
         if i > 0 {
@@ -310,10 +321,11 @@ fn clients_json(clients: &[ClientView]) -> String {
         let _ = write!(
             out,
             "{{\"client_id\":{},\"connected\":{},\"queued\":{},\"protocol\":{protocol},\
-             \"offline_subscriptions\":{}}}",
+             \"subscriptions\":{},\"offline_subscriptions\":{}}}",
             json_string(&c.client_id),
             c.connected,
             c.queued,
+            subscriptions.get(&c.client_id).copied().unwrap_or(0),
             c.offline_subscriptions
         );
     }
