@@ -509,7 +509,12 @@ async function login(event) {
         });
         const select = $('listener');
         if (select.options.length === 1) {
-            for (const l of info.websockets) {
+            // A page served over HTTPS may only open wss:// connections: those come first.
+            const https = location.protocol === 'https:';
+            const listeners = https
+                ? [...info.websockets.filter((l) => l.tls), ...info.websockets.filter((l) => !l.tls)]
+                : info.websockets;
+            for (const l of listeners) {
                 const option = document.createElement('option');
                 option.value = `${l.tls ? 'wss' : 'ws'}://${location.hostname}:${l.port}/mqtt`;
                 option.textContent = option.value;

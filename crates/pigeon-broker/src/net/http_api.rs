@@ -19,12 +19,14 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::BytesMut;
 use tokio::net::{TcpListener, TcpStream};
 
+use super::conn::{ReadSide, WriteSide};
 use super::http::{HeadError, Request, Response, percent_decode, read_head};
 use crate::auth::ClientAccess;
 use crate::broker::inspect::ClientView;
 use crate::clock;
 use crate::server::{ServerSettings, Shared};
 use crate::sys::Snapshot;
+use crate::tls::ListenerTls;
 
 /// The longest request head read.
 const HEAD_LIMIT: usize = 8192;
@@ -45,6 +47,9 @@ pub struct HttpSettings {
     pub addr: SocketAddr,
     /// `http_dashboard`: whether `/` serves the dashboard.
     pub dashboard: bool,
+    /// `http_certfile`, `http_keyfile`...: HTTPS with these, read at start and on each reload;
+    /// `None` for plain HTTP.
+    pub tls: Option<Arc<ListenerTls>>,
 }
 
 /// Accepts HTTP connections for ever, each served by its own task.
@@ -59,14 +64,51 @@ pub async fn run_http(socket: TcpListener, shared: Arc<Shared>) {
     }
 }
 
+/// How long a client has to complete the TLS handshake and send its request head.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn serve(shared: Arc<Shared>, stream: TcpStream, started: std::time::Instant) {
-    let (mut reader, mut writer) = stream.into_split();
+    // The settings in force when the connection came: a reload puts renewed certificates in
+    // force for the connections that follow.
+    let tls = shared
+        .settings
+        .load()
+        .http
+        .as_ref()
+        .and_then(|h| h.tls.clone());
+    let Some(tls) = tls else {
+        let (reader, writer) = stream.into_split();
+        return serve_io(shared, reader, writer, started).await;
+    };
+    let peer = stream.peer_addr().ok();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config));
+    match tokio::time::timeout(PATIENCE, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let (reader, writer) = tokio::io::split(stream);
+            Box::pin(serve_io(shared, reader, writer, started)).await;
+        }
+        Ok(Err(error)) => {
+            if let Some(peer) = peer {
+                shared.log.info(format_args!(
+                    "HTTP listener: TLS handshake with {}:{} failed: {}.",
+                    peer.ip(),
+                    peer.port(),
+                    crate::tls::describe_error(&error)
+                ));
+            }
+        }
+        Err(_) => {}
+    }
+}
+
+async fn serve_io<R: ReadSide, W: WriteSide>(
+    shared: Arc<Shared>,
+    mut reader: R,
+    mut writer: W,
+    started: std::time::Instant,
+) {
     let mut buf = BytesMut::new();
-    let head = tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        read_head(&mut reader, &mut buf, HEAD_LIMIT),
-    )
-    .await;
+    let head = tokio::time::timeout(PATIENCE, read_head(&mut reader, &mut buf, HEAD_LIMIT)).await;
     let request = match head {
         Ok(Ok(request)) => request,
         Ok(Err(HeadError::TooLarge)) => {
