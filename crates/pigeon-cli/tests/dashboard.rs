@@ -264,3 +264,78 @@ fn line_after<'a>(out: &'a str, prefix: &str) -> &'a str {
         .find_map(|l| l.strip_prefix(prefix))
         .unwrap_or_else(|| panic!("no {prefix:?} in:\n{out}"))
 }
+
+/// The dashboard served over HTTPS (`http_certfile`, `http_keyfile`): the page picks the
+/// `wss://` listener over the plain one listed before it (a secure page may not open `ws://`),
+/// shows a topic a TCP client publishes and publishes to a TCP subscriber. The certificate
+/// is self-signed, for 127.0.0.1; Chromium is told to accept it. Anonymous clients are
+/// allowed here.
+#[test]
+fn dashboard_over_https_and_wss() {
+    let js = js_dir();
+    let dir = TempDir::new("dashboard-https");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert = write(dir.path(), "cert.pem", &certified.cert.pem());
+    let key = write(
+        dir.path(),
+        "key.pem",
+        &certified.signing_key.serialize_pem(),
+    );
+    let (ws, wss, https) = (free_port(), free_port(), free_port());
+    let broker = Broker::start(
+        PIGEON,
+        &format!(
+            "http_listener {https}\nhttp_certfile {cert}\nhttp_keyfile {key}\n\
+             listener {ws} 127.0.0.1\nprotocol websockets\n\
+             listener {wss} 127.0.0.1\nprotocol websockets\ncertfile {cert}\nkeyfile {key}\n"
+        ),
+        &[],
+    );
+    for port in [ws, wss, https] {
+        assert!(
+            wait_until(|| broker.listening_addrs().iter().any(|a| a.port() == port)),
+            "nothing listens on {port}:\n{}",
+            broker.log()
+        );
+    }
+    let sub = MosquittoSub::start(&broker, &["-t", "dash/from-browser"]);
+    let screenshot = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/test-artifacts/dashboard-https.png");
+    let _ = fs::remove_file(&screenshot);
+    let mut node = Background::spawn(
+        Command::new("node")
+            .current_dir(&js)
+            .arg("dashboard_check.js")
+            .arg(format!("https://127.0.0.1:{https}/"))
+            .args(["", "", ""])
+            .arg(&screenshot)
+            .env("IGNORE_TLS_ERRORS", "1"),
+        "node dashboard_check.js",
+    );
+    let ready = wait_until_for(PATIENCE * 6, || {
+        let out = node.output();
+        out.contains("ready ") || out.contains("error ")
+    });
+    assert!(
+        ready
+            && node
+                .output()
+                .contains(&format!("ready connected to wss://127.0.0.1:{wss}/mqtt")),
+        "{}\nbroker:\n{}",
+        node.output(),
+        broker.log()
+    );
+    publish(&broker, &["-t", "dash/temp", "-m", "21.5"]);
+    let status = node.wait_exit(PATIENCE * 9);
+    let out = node.output();
+    assert_eq!(
+        status.map(|s| s.success()),
+        Some(true),
+        "{out}\nbroker:\n{}",
+        broker.log()
+    );
+    assert!(out.contains("seen dash/temp 21.5"), "{out}");
+    assert_eq!(sub.wait_for_messages(1), ["hello from chromium"]);
+    assert!(fs::read(&screenshot).unwrap().starts_with(b"\x89PNG"));
+}

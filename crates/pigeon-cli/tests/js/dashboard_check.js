@@ -13,6 +13,9 @@
 // exits 0. Failures print
 // "error ..." and exit 1.
 //
+// With IGNORE_TLS_ERRORS=1 the browser accepts any certificate (the test's self-signed one,
+// for a page served over https:// connecting to a wss:// listener).
+//
 // With RETAINED_TOPICS=N, the test has published N retained topics retained/I/J (J < 100,
 // payload I*100+J) before the page loads: once logged in, this waits until the topic count
 // covers them, prints "retained-levels L" and "retained-first V" (the value of retained/0/0
@@ -47,6 +50,9 @@ setTimeout(() => fail('timed out'), 90000).unref();
             '--disable-background-networking', '--disable-component-update', '--disable-sync',
         ],
         viewport: { width: 1400, height: 900 },
+        // IGNORE_TLS_ERRORS=1: the test's self-signed certificate for https:// and wss:// on
+        // loopback is accepted.
+        ignoreHTTPSErrors: process.env.IGNORE_TLS_ERRORS === '1',
     });
     try {
         const page = context.pages()[0] || (await context.newPage());
