@@ -4,8 +4,9 @@
 //! refused), renders thousands of retained topics published before it loaded, shows a topic a
 //! TCP client (`mosquitto_pub`) publishes with its value (and not one its ACL hides), publishes
 //! from its form to a TCP subscriber (`mosquitto_sub`; a topic the ACL does not let it write
-//! never arrives), keeps up with thousands of live topics, and lists the connected clients
-//! with their protocol versions and subscriptions. The screenshot is saved as
+//! never arrives), subscribes from its form, charts a topic, keeps up with thousands of live
+//! topics, and lists the connected clients with their protocol versions, queues and
+//! subscriptions. A second test serves it over HTTPS, where it connects over `wss://`. The screenshot is saved as
 //! `target/test-artifacts/dashboard.png`. Only 127.0.0.1 is used.
 
 use std::fs;
@@ -225,7 +226,13 @@ fn dashboard_in_chromium_shows_topics_and_publishes() {
         out.lines()
             .any(|l| l.starts_with("client-row pigeon-dashboard-")
                 && l.contains("|connected|3.1.1|")
-                && l.contains("# (q0)")),
+                && l.contains("# (q0)")
+                && l.contains("dash/# (q2)")),
+        "{out}"
+    );
+    assert!(out.contains("chart dash/temp\n"), "{out}");
+    assert!(
+        out.contains("subscribed subscribed to dash/# (granted QoS 2)"),
         "{out}"
     );
     let png = fs::read(&screenshot).unwrap();

@@ -26,7 +26,9 @@
 // Before the publish above, the page publishes "forbidden" to secret/from-browser, which the
 // ACL does not let USER write; "published-forbidden ..." shows what the page said. At the
 // end, "client-row ID|STATE|PROTOCOL|QUEUED|SUBSCRIPTIONS" is printed for the clients panel's
-// rows of the test's TCP subscriber (CLIENT_ID) and of the page itself.
+// rows of the test's TCP subscriber (CLIENT_ID) and of the page itself (once it shows the
+// subscription to dash/# at QoS 2 the page made with its subscribe form, printing
+// "subscribed ..."). Clicking dash/temp charts it: "chart TOPIC".
 'use strict';
 const fs = require('fs');
 const os = require('os');
@@ -104,6 +106,7 @@ setTimeout(() => fail('timed out'), 90000).unref();
         // What the ACL keeps from this user never shows (the test published secret/x first).
         console.log('secret-rows ' + (await page.locator('tr[data-topic^="secret"]').count()));
         await page.click('tr[data-topic="dash/temp"]');
+        console.log('chart ' + (await page.textContent('#chart-topic')));
         // The ACL is the broker's: a topic the user may not write is not delivered (MQTT 3.1.1
         // acknowledges it all the same). Sent first, on the same connection and QoS as the next.
         await page.fill('#pub-topic', 'secret/from-browser');
@@ -121,6 +124,12 @@ setTimeout(() => fail('timed out'), 90000).unref();
             return text.includes('dash/from-browser') && text.includes('acknowledged');
         });
         console.log('published ' + (await page.textContent('#pub-result')));
+        // The subscribe form: a filter of the user's choice, at the QoS asked for.
+        await page.fill('#sub-filter', 'dash/#');
+        await page.selectOption('#sub-qos', '2');
+        await page.click('#sub-send');
+        await page.waitForFunction(() => document.getElementById('sub-result').textContent !== '');
+        console.log('subscribed ' + (await page.textContent('#sub-result')));
         // Thousands of topics: the test publishes LOAD_TOPICS of them now; all get a row.
         const load = Number(process.env.LOAD_TOPICS || 0);
         if (load) {
@@ -137,6 +146,9 @@ setTimeout(() => fail('timed out'), 90000).unref();
         const clientId = process.env.CLIENT_ID;
         if (clientId) {
             await page.waitForFunction((id) => document.querySelector(`tr[data-client="${id}"]`), clientId);
+            // The panel is refreshed every few seconds: until it has the form's subscription.
+            await page.waitForFunction(() => [...document.querySelectorAll('tr[data-client^="pigeon-dashboard-"]')]
+                .some((tr) => tr.textContent.includes('dash/# (q2)')), null, { timeout: 30000 });
             for (const row of await page.locator(
                 `tr[data-client="${clientId}"], tr[data-client^="pigeon-dashboard-"]`).all()) {
                 const cells = await row.locator('td').allTextContents();
