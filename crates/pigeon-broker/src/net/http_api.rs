@@ -1,6 +1,8 @@
 //! The HTTP listener (`http_listener PORT [ADDRESS]`, a Pigeon directive): Prometheus
 //! metrics at `/metrics`, a small JSON API under `/api/`, and the dashboard at `/`. Off unless
-//! configured. The API is documented in `docs/http.md`.
+//! configured; HTTPS with `http_certfile`, `http_keyfile` and the other `http_` TLS
+//! directives (the MQTT listeners' TLS directives, loaded by `tls.rs` in the same way). The
+//! API is documented in `docs/http.md`.
 //!
 //! Access follows the MQTT listeners' security, so that a dashboard login is an MQTT login:
 //! when some listener lets anonymous clients in, so does this one; otherwise `/metrics` and
