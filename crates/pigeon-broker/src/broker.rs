@@ -161,6 +161,14 @@ pub struct Counters {
     pub publish_bytes_received: AtomicU64,
     /// Payload bytes of the PUBLISH packets sent to clients.
     pub publish_bytes_sent: AtomicU64,
+    /// PUBLISH packets received from clients, by QoS (index 0, 1, 2).
+    pub publish_received_by_qos: [AtomicU64; 3],
+    /// PUBLISH packets sent to clients, by QoS.
+    pub publish_sent_by_qos: [AtomicU64; 3],
+    /// Payload bytes of the PUBLISH packets received from clients, by QoS.
+    pub publish_bytes_received_by_qos: [AtomicU64; 3],
+    /// Payload bytes of the PUBLISH packets sent to clients, by QoS.
+    pub publish_bytes_sent_by_qos: [AtomicU64; 3],
     /// Bytes read from client sockets.
     pub bytes_received: AtomicU64,
     /// Bytes written to client sockets.
@@ -187,9 +195,13 @@ impl Counters {
         self.packets_received.fetch_add(1, Ordering::Relaxed);
         match packet {
             Packet::Publish(publish) => {
+                let bytes = publish.payload.len() as u64;
+                let qos = publish.qos as usize;
                 self.messages_received.fetch_add(1, Ordering::Relaxed);
                 self.publish_bytes_received
-                    .fetch_add(publish.payload.len() as u64, Ordering::Relaxed);
+                    .fetch_add(bytes, Ordering::Relaxed);
+                self.publish_received_by_qos[qos].fetch_add(1, Ordering::Relaxed);
+                self.publish_bytes_received_by_qos[qos].fetch_add(bytes, Ordering::Relaxed);
             }
             Packet::Connect(_) => {
                 self.connections.fetch_add(1, Ordering::Relaxed);
@@ -202,9 +214,12 @@ impl Counters {
     pub fn packet_sent(&self, packet: &Packet) {
         self.packets_sent.fetch_add(1, Ordering::Relaxed);
         if let Packet::Publish(publish) = packet {
+            let bytes = publish.payload.len() as u64;
+            let qos = publish.qos as usize;
             self.publish_sent.fetch_add(1, Ordering::Relaxed);
-            self.publish_bytes_sent
-                .fetch_add(publish.payload.len() as u64, Ordering::Relaxed);
+            self.publish_bytes_sent.fetch_add(bytes, Ordering::Relaxed);
+            self.publish_sent_by_qos[qos].fetch_add(1, Ordering::Relaxed);
+            self.publish_bytes_sent_by_qos[qos].fetch_add(bytes, Ordering::Relaxed);
         }
     }
 

@@ -142,6 +142,14 @@ impl ServerSettings {
                 .map_or(0, |n| usize::try_from(n.get()).unwrap_or(usize::MAX)),
             queue_qos0_messages: config.queue_qos0_messages,
         };
+        if config.http_listener.is_none()
+            && let Some((directive, at)) = config.http_tls.locations.first()
+        {
+            return Err(SettingsError(format!(
+                "Error: {at}: {}: there is no http_listener to use it",
+                config.http_tls.directive(directive)
+            )));
+        }
         let settings = ServerSettings {
             listeners,
             routing: RoutingSettings {
@@ -183,6 +191,7 @@ impl ServerSettings {
                             ))
                         })?,
                     dashboard: config.http_dashboard,
+                    tls: ListenerTls::load(&config.http_tls, &mut notes).map_err(SettingsError)?,
                 }),
             },
         };
@@ -285,6 +294,28 @@ mod tests {
             Some(DEFAULT_HEADERS_SIZE)
         );
         assert_eq!(s.http, None);
+    }
+
+    #[test]
+    fn http_listener_tls_errors_name_the_http_directives() {
+        let error = |text: &str| settings(text).unwrap_err().0;
+        assert_eq!(
+            error("http_listener 9443\nhttp_certfile /nonexistent/c.pem"),
+            "Error: test.conf:2: http_certfile: a TLS listener needs http_keyfile as well"
+        );
+        assert_eq!(
+            error("http_certfile /c.pem\nhttp_keyfile /k.pem"),
+            "Error: test.conf:1: http_certfile: there is no http_listener to use it"
+        );
+        let e = error("http_listener 9443\nhttp_certfile /nonexistent/c.pem\nhttp_keyfile /k");
+        assert!(
+            e.starts_with("Error: test.conf:2: http_certfile: unable to load server certificate"),
+            "{e}"
+        );
+        assert_eq!(
+            settings("http_listener 9090").unwrap().http.unwrap().tls,
+            None
+        );
     }
 
     #[test]

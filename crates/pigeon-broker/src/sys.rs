@@ -74,6 +74,15 @@ pub struct Snapshot {
     pub connections: u64,
     /// TCP connections accepted.
     pub sockets: u64,
+    /// PUBLISH packets received, by QoS (index 0, 1, 2). Not in `$SYS` (Mosquitto has no
+    /// such topics); for `/metrics` and the JSON API.
+    pub publish_received_by_qos: [u64; 3],
+    /// PUBLISH packets sent, by QoS.
+    pub publish_sent_by_qos: [u64; 3],
+    /// Payload bytes of the PUBLISH packets received, by QoS.
+    pub publish_bytes_received_by_qos: [u64; 3],
+    /// Payload bytes of the PUBLISH packets sent, by QoS.
+    pub publish_bytes_sent_by_qos: [u64; 3],
 }
 
 impl Snapshot {
@@ -103,6 +112,10 @@ impl Snapshot {
             bytes_sent: get(&c.bytes_sent),
             connections: get(&c.connections),
             sockets: get(&c.sockets),
+            publish_received_by_qos: c.publish_received_by_qos.each_ref().map(get),
+            publish_sent_by_qos: c.publish_sent_by_qos.each_ref().map(get),
+            publish_bytes_received_by_qos: c.publish_bytes_received_by_qos.each_ref().map(get),
+            publish_bytes_sent_by_qos: c.publish_bytes_sent_by_qos.each_ref().map(get),
         }
     }
 }

@@ -62,9 +62,10 @@ impl Eq for ListenerTls {}
 /// An error about one TLS directive of `tls`, in the form of configuration errors:
 /// `Error: FILE:LINE: DIRECTIVE: MESSAGE`.
 fn error(tls: &Tls, directive: &str, message: impl fmt::Display) -> String {
+    let name = tls.directive(directive);
     match tls.location(directive) {
-        Some(at) => format!("Error: {at}: {directive}: {message}"),
-        None => format!("Error: {directive}: {message}"),
+        Some(at) => format!("Error: {at}: {name}: {message}"),
+        None => format!("Error: {name}: {message}"),
     }
 }
 
@@ -163,10 +164,11 @@ fn select_suites(
             notes.push((
                 LogTypes::WARNING,
                 format!(
-                    "Warning: {}: {directive}: {name} is not a cipher suite rustls offers; \
+                    "Warning: {}: {}: {name} is not a cipher suite rustls offers; \
                      ignored.",
                     tls.location(directive)
-                        .map_or_else(String::new, ToString::to_string)
+                        .map_or_else(String::new, ToString::to_string),
+                    tls.directive(directive)
                 ),
             ));
         }
@@ -210,14 +212,14 @@ impl ListenerTls {
                 return Err(error(
                     tls,
                     "certfile",
-                    "a TLS listener needs keyfile as well",
+                    format!("a TLS listener needs {} as well", tls.directive("keyfile")),
                 ));
             }
             (None, Some(_)) => {
                 return Err(error(
                     tls,
                     "keyfile",
-                    "a TLS listener needs certfile as well",
+                    format!("a TLS listener needs {} as well", tls.directive("certfile")),
                 ));
             }
             (None, None) => {

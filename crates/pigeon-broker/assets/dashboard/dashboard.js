@@ -440,7 +440,8 @@ async function refreshStats() {
             const tr = document.createElement('tr');
             tr.innerHTML = '<td></td><td class="num"></td>';
             tr.cells[0].textContent = k.replace(/_/g, ' ');
-            tr.cells[1].textContent = v;
+            // Counts by QoS come as [QoS 0, QoS 1, QoS 2].
+            tr.cells[1].textContent = Array.isArray(v) ? v.map((n, q) => `q${q}: ${n}`).join(' · ') : v;
             return tr;
         });
         $('broker-figures').replaceChildren(...rows);
@@ -460,6 +461,7 @@ async function refreshClients() {
         const rows = clients.slice(0, 1000).map((c) => {
             const tr = document.createElement('tr');
             tr.innerHTML = '<td></td><td></td><td></td><td class="num"></td><td></td>';
+            tr.dataset.client = c.client_id;
             tr.cells[0].textContent = c.client_id;
             tr.cells[1].textContent = c.connected ? 'connected' : 'disconnected';
             tr.cells[2].textContent = c.protocol || '';
@@ -507,7 +509,12 @@ async function login(event) {
         });
         const select = $('listener');
         if (select.options.length === 1) {
-            for (const l of info.websockets) {
+            // A page served over HTTPS may only open wss:// connections: those come first.
+            const https = location.protocol === 'https:';
+            const listeners = https
+                ? [...info.websockets.filter((l) => l.tls), ...info.websockets.filter((l) => !l.tls)]
+                : info.websockets;
+            for (const l of listeners) {
                 const option = document.createElement('option');
                 option.value = `${l.tls ? 'wss' : 'ws'}://${location.hostname}:${l.port}/mqtt`;
                 option.textContent = option.value;

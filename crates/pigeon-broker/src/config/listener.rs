@@ -146,15 +146,24 @@ pub struct Tls {
     pub ciphers_tls13: Option<String>,
     /// `crlfile`: certificate revocation lists (PEM) checked with `require_certificate`.
     pub crlfile: Option<PathBuf>,
-    /// Where each TLS directive of the listener was written, by name, for the errors found
-    /// when the files are read.
+    /// Where each TLS directive of the listener was written, by name (without
+    /// [`prefix`](Tls::prefix)), for the errors found when the files are read.
     pub locations: Vec<(&'static str, Location)>,
+    /// What the names of the directives that set these start with: nothing for an MQTT
+    /// listener's (`certfile`...), `http_` for the HTTP listener's (`http_certfile`...).
+    pub prefix: &'static str,
 }
 
 impl Tls {
     /// Whether any TLS directive was given.
     pub fn is_set(&self) -> bool {
         !self.locations.is_empty()
+    }
+
+    /// The name of `directive` (`certfile`...) as the configuration writes it for these
+    /// settings: with [`prefix`](Tls::prefix).
+    pub fn directive(&self, directive: &str) -> String {
+        format!("{}{directive}", self.prefix)
     }
 
     /// Where `directive` was written, if it was.

@@ -168,6 +168,11 @@ pub struct Config {
     /// `http_dashboard true|false` (a Pigeon directive): whether the HTTP listener serves the
     /// dashboard at `/`. Default: `true`.
     pub http_dashboard: bool,
+    /// `http_certfile`, `http_keyfile`, `http_cafile`, `http_capath`, `http_crlfile`,
+    /// `http_require_certificate`, `http_tls_version`, `http_ciphers` and
+    /// `http_ciphers_tls1.3` (Pigeon directives): the HTTP listener's TLS settings, which
+    /// mean what the listener directives without `http_` mean. Default: none, plain HTTP.
+    pub http_tls: Tls,
 
     // ---- Persistence (stored now; persistence arrives with issue 8) ---------------------
     /// `persistence` (or its alias `retained_persistence`): whether sessions, subscriptions

@@ -50,6 +50,10 @@ fn defaults() -> Config {
         websockets_log_level: 0,
         http_listener: None,
         http_dashboard: true,
+        http_tls: Tls {
+            prefix: "http_",
+            ..Tls::default()
+        },
         persistence: false,
         persistence_file: PathBuf::from("mosquitto.db"),
         persistence_location: None,
@@ -76,6 +80,25 @@ enum Cur {
     Default,
     /// The `listener` block at this index.
     Listener(usize),
+}
+
+/// Whose TLS settings a line sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TlsTarget {
+    /// The listener of the block (`certfile`...).
+    Listener(Cur),
+    /// The HTTP listener (`http_certfile`...).
+    Http,
+}
+
+/// Whose TLS settings `line` sets: the HTTP listener's for an `http_` directive, the current
+/// listener's otherwise.
+fn tls_target(line: &Line<'_>, cur: Cur) -> TlsTarget {
+    if line.directive.starts_with("http_") {
+        TlsTarget::Http
+    } else {
+        TlsTarget::Listener(cur)
+    }
 }
 
 /// What a once-only directive is once per.
@@ -435,16 +458,29 @@ impl<'s> Parser<'s> {
             }
 
             // ---- TLS --------------------------------------------------------------------
-            "certfile" => self.tls_path(line, *cur, "certfile", |t| &mut t.certfile)?,
-            "keyfile" => self.tls_path(line, *cur, "keyfile", |t| &mut t.keyfile)?,
-            "cafile" => self.tls_path(line, *cur, "cafile", |t| &mut t.cafile)?,
-            "capath" => self.tls_path(line, *cur, "capath", |t| &mut t.capath)?,
-            "crlfile" => self.tls_path(line, *cur, "crlfile", |t| &mut t.crlfile)?,
-            "require_certificate" => {
+            // A listener's, or with `http_` the HTTP listener's (`http_certfile`...).
+            "certfile" | "http_certfile" => {
+                self.tls_path(line, tls_target(line, *cur), "certfile", |t| {
+                    &mut t.certfile
+                })?;
+            }
+            "keyfile" | "http_keyfile" => {
+                self.tls_path(line, tls_target(line, *cur), "keyfile", |t| &mut t.keyfile)?;
+            }
+            "cafile" | "http_cafile" => {
+                self.tls_path(line, tls_target(line, *cur), "cafile", |t| &mut t.cafile)?;
+            }
+            "capath" | "http_capath" => {
+                self.tls_path(line, tls_target(line, *cur), "capath", |t| &mut t.capath)?;
+            }
+            "crlfile" | "http_crlfile" => {
+                self.tls_path(line, tls_target(line, *cur), "crlfile", |t| &mut t.crlfile)?;
+            }
+            "require_certificate" | "http_require_certificate" => {
                 let value = line.bool()?;
                 self.tls_flag(
                     line,
-                    *cur,
+                    tls_target(line, *cur),
                     "require_certificate",
                     |t| &mut t.require_certificate,
                     value,
@@ -454,7 +490,7 @@ impl<'s> Parser<'s> {
                 let value = line.bool()?;
                 self.tls_flag(
                     line,
-                    *cur,
+                    TlsTarget::Listener(*cur),
                     "use_identity_as_username",
                     |t| &mut t.use_identity_as_username,
                     value,
@@ -464,13 +500,13 @@ impl<'s> Parser<'s> {
                 let value = line.bool()?;
                 self.tls_flag(
                     line,
-                    *cur,
+                    TlsTarget::Listener(*cur),
                     "use_subject_as_username",
                     |t| &mut t.use_subject_as_username,
                     value,
                 );
             }
-            "tls_version" => {
+            "tls_version" | "http_tls_version" => {
                 let version = match line.one("tlsv1.2 or tlsv1.3")? {
                     v @ ("tlsv1.2" | "tlsv1.3") => v,
                     "tlsv1" | "tlsv1.0" | "tlsv1.1" => {
@@ -480,26 +516,20 @@ impl<'s> Parser<'s> {
                         return Err(line.bad(format!("expected tlsv1.2 or tlsv1.3, got {other:?}")));
                     }
                 };
-                let listener = self.listener(*cur);
-                listener.tls.tls_version = Some(version.to_owned());
-                listener
-                    .tls
-                    .locations
-                    .push(("tls_version", line.location()));
+                let tls = self.tls(tls_target(line, *cur));
+                tls.tls_version = Some(version.to_owned());
+                tls.locations.push(("tls_version", line.location()));
             }
-            "ciphers" | "ciphers_tls1.3" => {
+            "ciphers" | "ciphers_tls1.3" | "http_ciphers" | "http_ciphers_tls1.3" => {
                 let list = self.string(line, "a cipher list")?.to_owned();
-                let tls13 = line.directive == "ciphers_tls1.3";
-                let listener = self.listener(*cur);
+                let tls13 = line.directive.ends_with("ciphers_tls1.3");
+                let tls = self.tls(tls_target(line, *cur));
                 if tls13 {
-                    listener.tls.ciphers_tls13 = Some(list);
-                    listener
-                        .tls
-                        .locations
-                        .push(("ciphers_tls1.3", line.location()));
+                    tls.ciphers_tls13 = Some(list);
+                    tls.locations.push(("ciphers_tls1.3", line.location()));
                 } else {
-                    listener.tls.ciphers = Some(list);
-                    listener.tls.locations.push(("ciphers", line.location()));
+                    tls.ciphers = Some(list);
+                    tls.locations.push(("ciphers", line.location()));
                 }
             }
             "tls_keyform" => match line.one("pem")? {
@@ -696,32 +726,46 @@ impl<'s> Parser<'s> {
         Ok(())
     }
 
-    /// A TLS file or directory of the current listener, given once per listener.
+    /// The TLS settings `target` names.
+    fn tls(&mut self, target: TlsTarget) -> &mut Tls {
+        match target {
+            TlsTarget::Listener(cur) => &mut self.listener(cur).tls,
+            TlsTarget::Http => &mut self.cfg.http_tls,
+        }
+    }
+
+    /// A TLS file or directory of the current listener (given once per listener) or of the
+    /// HTTP listener (once).
     fn tls_path(
         &mut self,
         line: &Line<'_>,
-        cur: Cur,
+        target: TlsTarget,
         name: &'static str,
         field: fn(&mut Tls) -> &mut Option<PathBuf>,
     ) -> Result<(), ConfigError> {
         let path = self.string(line, "a file path")?;
-        self.once(Scope::Listener(cur), name, line)?;
-        let tls = &mut self.listener(cur).tls;
+        let scope = match target {
+            TlsTarget::Listener(cur) => Scope::Listener(cur),
+            // No listener directive is once per Global scope under these names.
+            TlsTarget::Http => Scope::Global,
+        };
+        self.once(scope, name, line)?;
+        let tls = self.tls(target);
         *field(tls) = Some(PathBuf::from(path));
         tls.locations.push((name, line.location()));
         Ok(())
     }
 
-    /// A TLS switch of the current listener.
+    /// A TLS switch of the current listener or of the HTTP listener.
     fn tls_flag(
         &mut self,
         line: &Line<'_>,
-        cur: Cur,
+        target: TlsTarget,
         name: &'static str,
         field: fn(&mut Tls) -> &mut bool,
         value: bool,
     ) {
-        let tls = &mut self.listener(cur).tls;
+        let tls = self.tls(target);
         *field(tls) = value;
         tls.locations.push((name, line.location()));
     }
@@ -1360,6 +1404,54 @@ mod tests {
             (
                 "http_listener 1\nhttp_listener 2",
                 "Error: test.conf:2: http_listener: duplicate value: already set at test.conf:1",
+            ),
+        ] {
+            assert_eq!(parse(text).unwrap_err().to_string(), error, "{text}");
+        }
+    }
+
+    #[test]
+    fn http_listener_tls_directives_are_its_own() {
+        let c = ok("listener 8883\nhttp_certfile /h.pem\nhttp_keyfile /h.key\n\
+                    http_cafile /ca.pem\nhttp_capath /cas\nhttp_crlfile /crl.pem\n\
+                    http_require_certificate true\nhttp_tls_version tlsv1.3\n\
+                    http_ciphers ECDHE-RSA-AES128-GCM-SHA256\n\
+                    http_ciphers_tls1.3 TLS_AES_128_GCM_SHA256\nhttp_listener 9443\n");
+        // Not the listener's, whose block they are written in.
+        assert!(!c.listeners[0].tls.is_set());
+        let tls = &c.http_tls;
+        assert_eq!(tls.prefix, "http_");
+        assert_eq!(tls.certfile.as_deref(), Some(Path::new("/h.pem")));
+        assert_eq!(tls.keyfile.as_deref(), Some(Path::new("/h.key")));
+        assert_eq!(tls.cafile.as_deref(), Some(Path::new("/ca.pem")));
+        assert_eq!(tls.capath.as_deref(), Some(Path::new("/cas")));
+        assert_eq!(tls.crlfile.as_deref(), Some(Path::new("/crl.pem")));
+        assert!(tls.require_certificate);
+        assert_eq!(tls.tls_version.as_deref(), Some("tlsv1.3"));
+        assert_eq!(tls.ciphers.as_deref(), Some("ECDHE-RSA-AES128-GCM-SHA256"));
+        assert_eq!(tls.ciphers_tls13.as_deref(), Some("TLS_AES_128_GCM_SHA256"));
+        assert_eq!(tls.location("certfile").map(|l| l.line), Some(2));
+        assert_eq!(tls.directive("certfile"), "http_certfile");
+        // And the listener's own stay its own.
+        let c = ok("listener 8883\ncertfile /c.pem\nhttp_certfile /h.pem\n");
+        assert_eq!(
+            c.listeners[0].tls.certfile.as_deref(),
+            Some(Path::new("/c.pem"))
+        );
+        assert_eq!(c.http_tls.certfile.as_deref(), Some(Path::new("/h.pem")));
+        assert!(!ok("").http_tls.is_set());
+        for (text, error) in [
+            (
+                "http_certfile /a\nhttp_certfile /b",
+                "Error: test.conf:2: http_certfile: duplicate value: already set at test.conf:1",
+            ),
+            (
+                "http_tls_version tlsv1.1",
+                "Error: test.conf:1: http_tls_version: not supported by Pigeon (rustls): rustls supports TLS 1.2 and TLS 1.3 only",
+            ),
+            (
+                "http_use_identity_as_username true",
+                "Error: test.conf:1: http_use_identity_as_username: unknown configuration directive",
             ),
         ] {
             assert_eq!(parse(text).unwrap_err().to_string(), error, "{text}");

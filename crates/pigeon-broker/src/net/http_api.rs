@@ -1,6 +1,8 @@
 //! The HTTP listener (`http_listener PORT [ADDRESS]`, a Pigeon directive): Prometheus
 //! metrics at `/metrics`, a small JSON API under `/api/`, and the dashboard at `/`. Off unless
-//! configured. The API is documented in `docs/http.md`.
+//! configured; HTTPS with `http_certfile`, `http_keyfile` and the other `http_` TLS
+//! directives (the MQTT listeners' TLS directives, loaded by `tls.rs` in the same way). The
+//! API is documented in `docs/http.md`.
 //!
 //! Access follows the MQTT listeners' security, so that a dashboard login is an MQTT login:
 //! when some listener lets anonymous clients in, so does this one; otherwise `/metrics` and
@@ -9,6 +11,7 @@
 //! dashboard's files need no login: the page asks for one and uses it both for the API and
 //! for its own MQTT-over-WebSocket connection, where the broker checks it as for any client.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,12 +21,14 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::BytesMut;
 use tokio::net::{TcpListener, TcpStream};
 
+use super::conn::{ReadSide, WriteSide};
 use super::http::{HeadError, Request, Response, percent_decode, read_head};
 use crate::auth::ClientAccess;
 use crate::broker::inspect::ClientView;
 use crate::clock;
 use crate::server::{ServerSettings, Shared};
 use crate::sys::Snapshot;
+use crate::tls::ListenerTls;
 
 /// The longest request head read.
 const HEAD_LIMIT: usize = 8192;
@@ -44,6 +49,9 @@ pub struct HttpSettings {
     pub addr: SocketAddr,
     /// `http_dashboard`: whether `/` serves the dashboard.
     pub dashboard: bool,
+    /// `http_certfile`, `http_keyfile`...: HTTPS with these, read at start and on each reload;
+    /// `None` for plain HTTP.
+    pub tls: Option<Arc<ListenerTls>>,
 }
 
 /// Accepts HTTP connections for ever, each served by its own task.
@@ -58,14 +66,51 @@ pub async fn run_http(socket: TcpListener, shared: Arc<Shared>) {
     }
 }
 
+/// How long a client has to complete the TLS handshake and send its request head.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn serve(shared: Arc<Shared>, stream: TcpStream, started: std::time::Instant) {
-    let (mut reader, mut writer) = stream.into_split();
+    // The settings in force when the connection came: a reload puts renewed certificates in
+    // force for the connections that follow.
+    let tls = shared
+        .settings
+        .load()
+        .http
+        .as_ref()
+        .and_then(|h| h.tls.clone());
+    let Some(tls) = tls else {
+        let (reader, writer) = stream.into_split();
+        return serve_io(shared, reader, writer, started).await;
+    };
+    let peer = stream.peer_addr().ok();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config));
+    match tokio::time::timeout(PATIENCE, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let (reader, writer) = tokio::io::split(stream);
+            Box::pin(serve_io(shared, reader, writer, started)).await;
+        }
+        Ok(Err(error)) => {
+            if let Some(peer) = peer {
+                shared.log.info(format_args!(
+                    "HTTP listener: TLS handshake with {}:{} failed: {}.",
+                    peer.ip(),
+                    peer.port(),
+                    crate::tls::describe_error(&error)
+                ));
+            }
+        }
+        Err(_) => {}
+    }
+}
+
+async fn serve_io<R: ReadSide, W: WriteSide>(
+    shared: Arc<Shared>,
+    mut reader: R,
+    mut writer: W,
+    started: std::time::Instant,
+) {
     let mut buf = BytesMut::new();
-    let head = tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        read_head(&mut reader, &mut buf, HEAD_LIMIT),
-    )
-    .await;
+    let head = tokio::time::timeout(PATIENCE, read_head(&mut reader, &mut buf, HEAD_LIMIT)).await;
     let request = match head {
         Ok(Ok(request)) => request,
         Ok(Err(HeadError::TooLarge)) => {
@@ -138,7 +183,15 @@ fn respond(
             metrics(shared, started),
         ),
         "/api/stats" => json(stats_json(shared, started)),
-        "/api/clients" => json(clients_json(&broker.clients_view())),
+        "/api/clients" => {
+            // Counted from the index, read just before the clients (a client that connects
+            // in between is listed with none).
+            let mut subscriptions: HashMap<String, usize> = HashMap::new();
+            for s in broker.subscriptions_view() {
+                *subscriptions.entry(s.client_id).or_default() += 1;
+            }
+            json(clients_json(&broker.clients_view(), &subscriptions))
+        }
         "/api/subscriptions" => {
             let mut out = String::from("[");
             for (i, s) in broker.subscriptions_view().iter().enumerate() {
@@ -295,7 +348,9 @@ fn json_string(s: &str) -> String {
     out
 }
 
-fn clients_json(clients: &[ClientView]) -> String {
+/// `/api/clients`: each client, with its number of subscriptions in the index (`subscriptions`,
+/// by Client Identifier).
+fn clients_json(clients: &[ClientView], subscriptions: &HashMap<String, usize>) -> String {
     let mut out = String::from("[");
     for (i, c) in clients.iter().enumerate() {
         if i > 0 {
@@ -310,10 +365,11 @@ fn clients_json(clients: &[ClientView]) -> String {
         let _ = write!(
             out,
             "{{\"client_id\":{},\"connected\":{},\"queued\":{},\"protocol\":{protocol},\
-             \"offline_subscriptions\":{}}}",
+             \"subscriptions\":{},\"offline_subscriptions\":{}}}",
             json_string(&c.client_id),
             c.connected,
             c.queued,
+            subscriptions.get(&c.client_id).copied().unwrap_or(0),
             c.offline_subscriptions
         );
     }
@@ -341,6 +397,10 @@ fn stats_json(shared: &Shared, started: std::time::Instant) -> String {
     );
     for (name, _, _, value) in figures(&s) {
         let _ = write!(out, ",\"{name}\":{value}");
+    }
+    for (name, _, values) in by_qos(&s) {
+        let [q0, q1, q2] = values;
+        let _ = write!(out, ",\"{name}\":[{q0},{q1},{q2}]");
     }
     out.push('}');
     out
@@ -467,6 +527,35 @@ fn figures(s: &Snapshot) -> [(&'static str, &'static str, &'static str, u64); 20
     ]
 }
 
+/// The broker's counters by QoS: (name, help, values at QoS 0, 1 and 2). Counters, each also
+/// in [`figures`] as its total (`messages_received_total` is the sum of
+/// `messages_received_by_qos_total`), under a name of its own so that summing a family does
+/// not count twice.
+fn by_qos(s: &Snapshot) -> [(&'static str, &'static str, [u64; 3]); 4] {
+    [
+        (
+            "messages_received_by_qos_total",
+            "PUBLISH packets received, by QoS.",
+            s.publish_received_by_qos,
+        ),
+        (
+            "messages_sent_by_qos_total",
+            "PUBLISH packets sent, by QoS.",
+            s.publish_sent_by_qos,
+        ),
+        (
+            "payload_bytes_received_by_qos_total",
+            "Payload bytes of PUBLISH packets received, by QoS.",
+            s.publish_bytes_received_by_qos,
+        ),
+        (
+            "payload_bytes_sent_by_qos_total",
+            "Payload bytes of PUBLISH packets sent, by QoS.",
+            s.publish_bytes_sent_by_qos,
+        ),
+    ]
+}
+
 /// The Prometheus text exposition (format 0.0.4).
 fn metrics(shared: &Shared, started: std::time::Instant) -> String {
     let s = Snapshot::take(&shared.broker);
@@ -476,6 +565,15 @@ fn metrics(shared: &Shared, started: std::time::Instant) -> String {
             out,
             "# HELP pigeon_{name} {help}\n# TYPE pigeon_{name} {kind}\npigeon_{name} {value}\n"
         );
+    }
+    for (name, help, values) in by_qos(&s) {
+        let _ = write!(
+            out,
+            "# HELP pigeon_{name} {help}\n# TYPE pigeon_{name} counter\n"
+        );
+        for (qos, value) in values.iter().enumerate() {
+            let _ = writeln!(out, "pigeon_{name}{{qos=\"{qos}\"}} {value}");
+        }
     }
     let clients = shared.broker.clients_view();
     let queued = |connected: bool| -> usize {
