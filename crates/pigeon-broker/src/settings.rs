@@ -9,13 +9,14 @@ use pigeon_proto::Decoder;
 
 use crate::auth::acl::Acl;
 use crate::auth::passwd::Credentials;
+use crate::auth::scram::{SCRAM_SHA_512, ScramSha512};
 use crate::auth::{Notes, load_acl_file, load_password_file};
 use crate::broker::RoutingSettings;
-use crate::config::{Bind, Config, ListenerProtocol, SocketDomain};
+use crate::config::{Bind, Config, ListenerProtocol, Security, SocketDomain};
 use crate::log::LogSettings;
 use crate::net::{DEFAULT_HEADERS_SIZE, HttpSettings, WebSocketSettings};
 use crate::server::{ListenerSettings, ServerSettings};
-use crate::session::{AuthMethods, ConnectionSettings, OutboundLimits};
+use crate::session::{AuthMethod, AuthMethods, ConnectionSettings, OutboundLimits};
 use crate::tls::ListenerTls;
 
 /// Why a valid configuration cannot run (yet).
@@ -101,7 +102,7 @@ impl ServerSettings {
                 max_keepalive: config.max_keepalive,
                 receive_maximum: config.max_inflight_messages,
                 max_packet_size: config.max_packet_size,
-                auth_methods: AuthMethods::default(),
+                auth_methods: enhanced_auth_methods(config, security, credentials.as_ref())?,
             };
             let websockets = (listener.protocol == ListenerProtocol::WebSockets).then(|| {
                 Arc::new(WebSocketSettings {
@@ -252,6 +253,32 @@ fn addresses(
         )));
     }
     Ok(addrs)
+}
+
+/// The MQTT 5.0 enhanced authentication methods a listener with `security` offers
+/// (`enhanced_auth_method`); SCRAM-SHA-512 checks the listener's password file, so it needs
+/// one.
+fn enhanced_auth_methods(
+    config: &Config,
+    security: &Security,
+    credentials: Option<&Arc<Credentials>>,
+) -> Result<AuthMethods, SettingsError> {
+    let mut methods: Vec<Arc<dyn AuthMethod>> = Vec::new();
+    for name in &security.enhanced_auth_methods {
+        match (name.as_str(), credentials) {
+            (SCRAM_SHA_512, Some(credentials)) => {
+                methods.push(Arc::new(ScramSha512::new(Arc::clone(credentials))));
+            }
+            (SCRAM_SHA_512, None) => {
+                return Err(SettingsError(format!(
+                    "Error: {}scram-sha-512 checks the users of password_file, and there is none",
+                    config.context("enhanced_auth_method")
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(AuthMethods::new(methods))
 }
 
 #[cfg(test)]
@@ -422,5 +449,32 @@ mod tests {
             e.to_string().starts_with("Error: Unable to open pwfile"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn scram_needs_the_listeners_password_file() {
+        let e =
+            settings("listener 1883 127.0.0.1\nenhanced_auth_method scram-sha-512").unwrap_err();
+        assert!(
+            e.0.contains("test.conf:2: enhanced_auth_method:") && e.0.contains("password_file"),
+            "{}",
+            e.0
+        );
+        let dir = std::env::temp_dir().join(format!("pigeon-scram-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pw = dir.join("pw");
+        std::fs::write(
+            &pw,
+            "alice:$7$101$MDEyMzQ1Njc4OWFi$YzVegm3JE2wwo33oBs3P8TIdYw6KayfhEX7Lqm1ZOP9vZeN+zMZ4GnicRW9mJMk634XWrkzd+LUd8LPBiMO9pw==\n",
+        )
+        .unwrap();
+        let s = settings(&format!(
+            "listener 1883 127.0.0.1\npassword_file {}\nenhanced_auth_method SCRAM-SHA-512",
+            pw.display()
+        ))
+        .unwrap();
+        let methods = &s.listeners[0].connection.auth_methods;
+        assert!(methods.find("SCRAM-SHA-512").is_some(), "{methods:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod acl;
 pub mod passwd;
+pub mod scram;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -249,6 +249,12 @@ impl PasswordHash {
     pub fn salt(&self) -> &[u8] {
         &self.salt
     }
+
+    /// For a `$7$` (PBKDF2-HMAC-SHA512) hash, the hash itself: SCRAM-SHA-512's
+    /// SaltedPassword for this salt and iteration count (`auth::scram`). `None` for `$6$`.
+    pub fn salted_password(&self) -> Option<&[u8; HASH_LEN]> {
+        (self.algorithm == Algorithm::Sha512Pbkdf2).then_some(&self.hash)
+    }
 }
 
 /// The 64-byte hash of `password` with `salt`.
@@ -674,6 +680,11 @@ impl Credentials {
                 false
             }
         }
+    }
+
+    /// The hash of `username`'s password, if it has an entry.
+    pub fn get(&self, username: &str) -> Option<&PasswordHash> {
+        self.users.get(username)
     }
 
     /// Whether `username` has an entry.

@@ -579,6 +579,22 @@ impl<'s> Parser<'s> {
                 self.once(scope, "acl_file", line)?;
                 self.security(scope).0.acl_file = Some(PathBuf::from(path));
             }
+            "enhanced_auth_method" => {
+                let name = self.string(line, "an authentication method (scram-sha-512)")?;
+                let method = match name.to_ascii_uppercase().as_str() {
+                    crate::auth::scram::SCRAM_SHA_512 => crate::auth::scram::SCRAM_SHA_512,
+                    _ => {
+                        return Err(line.error(Kind::BadValue(format!(
+                            "unknown authentication method {name:?} (Pigeon offers scram-sha-512)"
+                        ))));
+                    }
+                };
+                let scope = self.security_scope(*cur);
+                let methods = &mut self.security(scope).0.enhanced_auth_methods;
+                if !methods.iter().any(|m| m == method) {
+                    methods.push(method.to_owned());
+                }
+            }
             "acl_subscribe_check" => {
                 let value = line.bool()?;
                 let scope = self.security_scope(*cur);
@@ -2307,6 +2323,18 @@ acl_file /etc/acl2
         assert_eq!(
             c.security_for(1).unwrap().password_file.as_deref(),
             Some(Path::new("/etc/pw"))
+        );
+    }
+
+    #[test]
+    fn enhanced_auth_method_names_a_known_method() {
+        let c = parse("enhanced_auth_method scram-sha-512\nenhanced_auth_method SCRAM-SHA-512")
+            .unwrap();
+        assert_eq!(c.security.enhanced_auth_methods, ["SCRAM-SHA-512"]);
+        assert_eq!(
+            err("enhanced_auth_method kerberos").to_string(),
+            "Error: test.conf:1: enhanced_auth_method: unknown authentication method \"kerberos\" \
+             (Pigeon offers scram-sha-512)"
         );
     }
 
