@@ -26,5 +26,6 @@ pub mod router;
 pub mod server;
 pub mod session;
 pub mod settings;
+pub mod store;
 pub mod sys;
 pub mod tls;
