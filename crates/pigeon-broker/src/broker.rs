@@ -24,6 +24,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::message::{Delivery, Message};
 use crate::router::{RetainSource, RetainedStore, SubscriptionTree};
 use crate::session::{Link, OutboundLimits, Pushed, Session, Subscription, SubscriptionEntry};
+use crate::store::restore::{self, Clocks};
+use crate::store::{MemoryStore, Record, Store, StoredState};
 
 pub mod inspect;
 
@@ -234,6 +236,8 @@ enum Client {
         mailbox: Mailbox,
         generation: u64,
         protocol: Protocol,
+        /// Whether its session outlives the connection (what it is sent is then stored).
+        persistent: bool,
     },
     /// A persistent session without a connection, and since when.
     Offline(Box<Session>, Instant),
@@ -271,6 +275,12 @@ pub struct Broker {
     ids: RandomState,
     /// What happened, for `$SYS`.
     pub counters: Counters,
+    /// Where durable state is recorded.
+    store: Arc<dyn Store>,
+    /// `store.is_durable()`, read on every publish.
+    persist: bool,
+    /// The next store number of a message.
+    next_message: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -280,9 +290,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Broker {
-    /// An empty broker.
+    /// An empty broker that keeps nothing on disk.
     pub fn new(settings: RoutingSettings) -> Self {
+        Self::with_store(settings, Arc::new(MemoryStore::default()))
+    }
+
+    /// An empty broker recording its durable state in `store` (see [`restore`](Self::restore)
+    /// to start from what a store recovered).
+    pub fn with_store(settings: RoutingSettings, store: Arc<dyn Store>) -> Self {
         Broker {
+            persist: store.is_durable(),
+            store,
+            next_message: AtomicU64::new(1),
             upgrade_outgoing_qos: AtomicBool::new(settings.upgrade_outgoing_qos),
             allow_duplicate_messages: AtomicBool::new(settings.allow_duplicate_messages),
             outbound: RwLock::new(settings.outbound),
@@ -295,6 +314,161 @@ impl Broker {
             ids: RandomState::new(),
             counters: Counters::default(),
         }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Whether durable state is recorded (`persistence true`).
+    pub fn persists(&self) -> bool {
+        self.persist
+    }
+
+    /// Appends `record` to the store (which must be durable: check [`persists`](Self::persists)).
+    pub fn record(&self, record: &Record) -> crate::store::Lsn {
+        self.store.append(record)
+    }
+
+    /// The store number of `message`, storing it first if it has none yet.
+    pub fn message_id(&self, message: &Arc<Message>, clocks: &Clocks) -> u64 {
+        *message.store_id.get_or_init(|| {
+            let id = self.next_message.fetch_add(1, Ordering::Relaxed);
+            self.store.append(&Record::Message {
+                id,
+                message: restore::stored_message(message, clocks),
+            });
+            id
+        })
+    }
+
+    /// Records `session` whole (replacing what the store had for its client).
+    fn record_session(&self, session: &Session, disconnected_ms: Option<u64>, clocks: &Clocks) {
+        let stored =
+            restore::stored_session(session, disconnected_ms, |m| self.message_id(m, clocks));
+        self.store.append(&Record::Session(stored));
+    }
+
+    /// A connection's session was accepted (`present`: resumed). A persistent one is recorded
+    /// (a new one whole; a resumed one's subscriptions and expiry, keeping what it holds); a
+    /// clean one is no longer stored. What is sent to it from now on is recorded too.
+    pub fn session_accepted(
+        &self,
+        client_id: &MqttString,
+        generation: u64,
+        session: &Session,
+        present: bool,
+    ) {
+        if !self.persist {
+            return;
+        }
+        let mut clients = lock(&self.clients);
+        let Some(Client::Online {
+            generation: g,
+            persistent,
+            ..
+        }) = clients.get_mut(client_id)
+        else {
+            return;
+        };
+        if *g != generation {
+            return;
+        }
+        let was = *persistent;
+        *persistent = !session.clean;
+        if session.clean {
+            if was {
+                self.store.append(&Record::SessionGone {
+                    client: client_id.to_string(),
+                });
+            }
+        } else if present {
+            self.store
+                .append(&Record::SessionMeta(restore::stored_meta(session, None)));
+        } else {
+            self.record_session(session, None, &Clocks::read());
+        }
+    }
+
+    /// A connected session's subscriptions or expiry changed: recorded if it persists.
+    pub fn session_changed(&self, session: &Session) {
+        if self.persist && !session.clean {
+            self.store
+                .append(&Record::SessionMeta(restore::stored_meta(session, None)));
+        }
+    }
+
+    /// Takes what a store recovered: retained messages, persistent sessions (offline, their
+    /// client away since it left, with their subscriptions in the index and what they held),
+    /// and wills waiting for their delay. Returns the sessions and the messages they hold.
+    pub fn restore(&self, state: &StoredState) -> (usize, usize) {
+        let clocks = Clocks::read();
+        let mut messages = HashMap::with_capacity(state.messages.len());
+        let mut max_id = 0;
+        for (&id, stored) in &state.messages {
+            max_id = max_id.max(id);
+            if let Some(m) = restore::message(stored, &clocks) {
+                let m = Arc::new(m);
+                let _ = m.store_id.set(id);
+                messages.insert(id, m);
+            }
+        }
+        self.next_message.fetch_max(max_id + 1, Ordering::Relaxed);
+        {
+            let mut retained = self
+                .retained
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            for stored in state.retained.values() {
+                if let Some(m) = restore::message(stored, &clocks) {
+                    retained.insert_from(Arc::new(m), None);
+                }
+            }
+        }
+        let limits = self.outbound_limits();
+        let (mut sessions, mut held) = (0, 0);
+        for stored in state.sessions.values() {
+            let Some(session) = restore::session(stored, &messages, limits) else {
+                continue;
+            };
+            {
+                let mut tree = self
+                    .subscriptions
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner);
+                for sub in session.subscriptions.values() {
+                    tree.insert(
+                        sub.filter.filter(),
+                        Subscriber::of(&session.client_id, &sub.filter),
+                        (sub.options, sub.id),
+                    );
+                }
+            }
+            sessions += 1;
+            held += session.outbound.inflight_len() + session.outbound.queued_len();
+            let since = clocks.to_instant(stored.disconnected_ms.unwrap_or(clocks.wall_ms));
+            lock(&self.clients).insert(
+                session.client_id.clone(),
+                Client::Offline(Box::new(session), since),
+            );
+        }
+        let mut wills = lock(&self.wills);
+        for (client, (stored, due_ms)) in &state.wills {
+            if let (Ok(client), Some(m)) = (
+                MqttString::try_from(client.as_str()),
+                restore::message(stored, &clocks),
+            ) {
+                wills.insert(
+                    client,
+                    PendingWill {
+                        message: Arc::new(m),
+                        due: clocks.to_instant(*due_ms),
+                    },
+                );
+            }
+        }
+        (sessions, held)
     }
 
     /// The limits each new session's outbound state gets.
@@ -384,15 +558,33 @@ impl Broker {
     ) -> Claim {
         // A will waiting for its delay is not sent when the client is back in time
         // [MQTT-3.1.3-9].
-        lock(&self.wills).remove(client_id);
-        let previous = lock(&self.clients).insert(
-            client_id.clone(),
-            Client::Online {
-                mailbox,
-                generation,
-                protocol,
-            },
-        );
+        if lock(&self.wills).remove(client_id).is_some() && self.persist {
+            self.store.append(&Record::WillGone {
+                client: client_id.to_string(),
+            });
+        }
+        let previous = {
+            let mut clients = lock(&self.clients);
+            let previous = clients.insert(
+                client_id.clone(),
+                Client::Online {
+                    mailbox,
+                    generation,
+                    protocol,
+                    // Until the session is accepted: whether it may persist (an MQTT 5.0
+                    // session's expiry is not known yet).
+                    persistent: self.persist && (!clean || protocol.is_v5()),
+                },
+            );
+            // A stored session the client does not resume ends here, before anything is
+            // recorded for the new one (under the same lock as routing).
+            if self.persist && clean && matches!(previous, Some(Client::Offline(..))) {
+                self.store.append(&Record::SessionGone {
+                    client: client_id.to_string(),
+                });
+            }
+            previous
+        };
         if !matches!(previous, Some(Client::Online { .. })) {
             // A takeover replaces one connected client by another; anything else adds one.
             self.counters.client_connected();
@@ -459,9 +651,20 @@ impl Broker {
         self.counters.client_disconnected();
         match session {
             Some(session) if !session.clean => {
+                if self.persist {
+                    // Whole, under the registry lock: what routing queues for it from now on
+                    // is recorded after this.
+                    let clocks = Clocks::read();
+                    self.record_session(&session, Some(clocks.wall_ms), &clocks);
+                }
                 *entry.into_mut() = Client::Offline(Box::new(session), now);
             }
             session => {
+                if self.persist {
+                    self.store.append(&Record::SessionGone {
+                        client: client_id.to_string(),
+                    });
+                }
                 entry.remove();
                 drop(clients);
                 if let Some(mut session) = session {
@@ -596,6 +799,15 @@ impl Broker {
     /// (for `check_retain_source`).
     pub fn publish_from(&self, message: &Arc<Message>, source: Option<RetainSource>) -> usize {
         if message.retain {
+            // `$SYS` values are the broker's own, published afresh after a restart.
+            if self.persist && !message.topic.is_system() {
+                let stored = (!message.payload.is_empty())
+                    .then(|| restore::stored_message(message, &Clocks::read()));
+                self.store.append(&Record::Retain {
+                    topic: message.topic.as_str().to_owned(),
+                    message: stored,
+                });
+            }
             // [MQTT-3.3.1-5]: store it (an empty payload clears it [MQTT-3.3.1-10]).
             self.retained
                 .write()
@@ -665,7 +877,7 @@ impl Broker {
                     Client::Offline(session, _) => session.protocol.is_v5(),
                 };
                 for delivery in self.deliveries(message, &matches, v5 && duplicates) {
-                    match Self::hand_over(client, delivery) {
+                    match self.hand_over(&client_id, client, delivery) {
                         Some(true) => delivered += 1,
                         Some(false) => dropped += 1,
                         None => {}
@@ -724,10 +936,38 @@ impl Broker {
     /// Hands `delivery` to a client: to its connection's mailbox, or to its stored session.
     /// `Some(true)` when accepted, `Some(false)` when dropped (a full queue or mailbox),
     /// `None` when the client may not read it.
-    fn hand_over(client: &mut Client, delivery: Delivery) -> Option<bool> {
+    ///
+    /// With persistence, a delivery to a persistent session is recorded before it is handed
+    /// over (online: QoS 1 and 2; offline: whatever is queued).
+    fn hand_over(
+        &self,
+        client_id: &MqttString,
+        client: &mut Client,
+        delivery: Delivery,
+    ) -> Option<bool> {
         match client {
-            Client::Online { mailbox, .. } => {
-                Some(mailbox.try_send(Mail::Deliver(delivery)).is_ok())
+            Client::Online {
+                mailbox,
+                persistent,
+                ..
+            } => {
+                let stored =
+                    (self.persist && *persistent && delivery.qos != QoS::AtMostOnce).then(|| {
+                        let id = self.message_id(&delivery.message, &Clocks::read());
+                        self.store.append(&Record::Enqueue {
+                            client: client_id.to_string(),
+                            delivery: restore::stored_delivery(&delivery, id, None),
+                        });
+                        id
+                    });
+                let sent = mailbox.try_send(Mail::Deliver(delivery)).is_ok();
+                if !sent && let Some(id) = stored {
+                    self.store.append(&Record::Done {
+                        client: client_id.to_string(),
+                        message: id,
+                    });
+                }
+                Some(sent)
             }
             Client::Offline(session, _) => {
                 // Checked against the client's ACL as it would be online.
@@ -736,12 +976,22 @@ impl Broker {
                 {
                     return None;
                 }
-                Some(!matches!(
-                    session
-                        .outbound
-                        .push(delivery, Link::Offline, crate::clock::now()),
-                    Pushed::Dropped
-                ))
+                let record = self.persist.then(|| {
+                    let id = self.message_id(&delivery.message, &Clocks::read());
+                    restore::stored_delivery(&delivery, id, None)
+                });
+                let pushed = session
+                    .outbound
+                    .push(delivery, Link::Offline, crate::clock::now());
+                if pushed == Pushed::Queued
+                    && let Some(delivery) = record
+                {
+                    self.store.append(&Record::Enqueue {
+                        client: client_id.to_string(),
+                        delivery,
+                    });
+                }
+                Some(!matches!(pushed, Pushed::Dropped))
             }
         }
     }
@@ -776,15 +1026,15 @@ impl Broker {
         let mut clients = lock(&self.clients);
         let order = (0..n).map(|i| &members[(start + i) % n]);
         for (client_id, m) in order.clone() {
-            if let Some(Client::Online { mailbox, .. }) = clients.get(client_id)
-                && mailbox.try_send(Mail::Deliver(make(m))).is_ok()
+            if let Some(client @ Client::Online { .. }) = clients.get_mut(client_id)
+                && self.hand_over(client_id, client, make(m)) == Some(true)
             {
                 return Some(true);
             }
         }
         for (client_id, m) in order {
             if let Some(client @ Client::Offline(..)) = clients.get_mut(client_id) {
-                return Self::hand_over(client, make(m));
+                return self.hand_over(client_id, client, make(m));
             }
         }
         Some(false)
@@ -816,6 +1066,14 @@ impl Broker {
     /// end of its session if sooner) [MQTT-3.1.3-9]. A will already waiting for the client is
     /// replaced.
     pub fn schedule_will(&self, client_id: &MqttString, message: Arc<Message>, due: Instant) {
+        if self.persist {
+            let clocks = Clocks::read();
+            self.store.append(&Record::Will {
+                client: client_id.to_string(),
+                message: restore::stored_message(&message, &clocks),
+                due_ms: clocks.to_wall(due),
+            });
+        }
         lock(&self.wills).insert(client_id.clone(), PendingWill { message, due });
     }
 
@@ -823,7 +1081,14 @@ impl Broker {
     pub fn publish_due_wills(&self, now: Instant) -> usize {
         let due: Vec<Arc<Message>> = lock(&self.wills)
             .extract_if(|_, w| w.due <= now)
-            .map(|(_, w)| w.message)
+            .map(|(client, w)| {
+                if self.persist {
+                    self.store.append(&Record::WillGone {
+                        client: client.to_string(),
+                    });
+                }
+                w.message
+            })
             .collect();
         for message in &due {
             self.publish(message);
@@ -838,6 +1103,14 @@ impl Broker {
             || lock(&self.clients)
                 .values()
                 .any(|c| matches!(c, Client::Offline(..)))
+    }
+
+    /// Clients connected now (their sessions owned by their connections).
+    pub fn online_count(&self) -> usize {
+        lock(&self.clients)
+            .values()
+            .filter(|c| matches!(c, Client::Online { .. }))
+            .count()
     }
 
     /// Clients with a session (connected or not).
@@ -874,12 +1147,22 @@ impl Broker {
             .collect();
         let mut ids = Vec::with_capacity(expired.len());
         for mut session in expired {
+            if self.persist {
+                self.store.append(&Record::SessionGone {
+                    client: session.client_id.to_string(),
+                });
+            }
             self.end_session(&mut session);
             self.counters
                 .clients_expired
                 .fetch_add(1, Ordering::Relaxed);
             let will = lock(&self.wills).remove(&session.client_id);
             if let Some(will) = will {
+                if self.persist {
+                    self.store.append(&Record::WillGone {
+                        client: session.client_id.to_string(),
+                    });
+                }
                 self.publish(&will.message);
             }
             ids.push(session.client_id);

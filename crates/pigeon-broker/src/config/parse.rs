@@ -51,6 +51,7 @@ fn defaults() -> Config {
         http_listener: None,
         http_dashboard: true,
         persistence: false,
+        persistence_sync_acks: true,
         persistence_file: PathBuf::from("mosquitto.db"),
         persistence_location: None,
         autosave_interval: 1800,
@@ -627,14 +628,8 @@ impl<'s> Parser<'s> {
             // ---- Persistence ------------------------------------------------------------
             "persistence" | "retained_persistence" => {
                 self.cfg.persistence = line.bool()?;
-                if self.cfg.persistence {
-                    self.warn(
-                        line,
-                        "not implemented yet (persistence arrives with issue 8): sessions and \
-                         retained messages are kept in memory only and lost on restart",
-                    );
-                }
             }
+            "persistence_sync_acks" => self.cfg.persistence_sync_acks = line.bool()?,
             "persistence_file" => {
                 let name = self.string(line, "a file name")?;
                 self.once(Scope::Global, "persistence_file", line)?;

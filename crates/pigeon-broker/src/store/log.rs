@@ -25,7 +25,7 @@ pub const SEGMENT_SIZE: u64 = 64 << 20;
 pub const LOCK_FILE: &str = "pigeon.lock";
 
 /// Where the files are.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     /// The directory.
     pub dir: PathBuf,

@@ -158,8 +158,8 @@ impl Store for MemoryStore {
 }
 
 /// How the log store is set up.
-#[derive(Debug, Clone)]
-pub struct LogSettings {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
     /// Where its files are.
     pub layout: Layout,
     /// Whether acknowledgements wait for the fsync (`persistence_sync_acks`, default true).
@@ -200,7 +200,7 @@ struct Inner {
     refusing: AtomicBool,
     syncs: AtomicU64,
     changes: AtomicU64,
-    settings: LogSettings,
+    settings: StoreSettings,
 }
 
 impl Inner {
@@ -231,7 +231,7 @@ impl LogStore {
     /// See [`log::Log::open`].
     pub fn open(
         fs: Arc<dyn fs::Fs>,
-        settings: LogSettings,
+        settings: StoreSettings,
         notify: Notify,
     ) -> Result<(LogStore, StoredState, log::Recovery), StoreError> {
         let (log, state, recovery) = log::Log::open(fs, settings.layout.clone())?;
@@ -291,7 +291,7 @@ impl Store for LogStore {
         self.inner.wake.notify_one();
         if let Some(after) = self.inner.settings.snapshot_after {
             let n = self.inner.changes.fetch_add(1, Ordering::Relaxed) + 1;
-            if after > 0 && n % after == 0 {
+            if after > 0 && n.is_multiple_of(after) {
                 self.request_snapshot();
             }
         }
@@ -464,8 +464,8 @@ mod tests {
     use super::*;
     use crate::store::fs::fault::FaultFs;
 
-    fn settings() -> LogSettings {
-        LogSettings {
+    fn settings() -> StoreSettings {
+        StoreSettings {
             layout: Layout {
                 dir: PathBuf::from("/db"),
                 snapshot: "mosquitto.db".into(),
