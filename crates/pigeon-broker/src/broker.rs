@@ -331,11 +331,12 @@ impl Broker {
         self.store.append(record)
     }
 
-    /// The store number of `message`, storing it first if it has none yet.
-    pub fn message_id(&self, message: &Arc<Message>, clocks: &Clocks) -> u64 {
+    /// The store number of `message`; when it has none yet, one is given and the message
+    /// is added to `out`, the records being gathered.
+    fn message_id(&self, message: &Arc<Message>, clocks: &Clocks, out: &mut Vec<Record>) -> u64 {
         *message.store_id.get_or_init(|| {
             let id = self.next_message.fetch_add(1, Ordering::Relaxed);
-            self.store.append(&Record::Message {
+            out.push(Record::Message {
                 id,
                 message: restore::stored_message(message, clocks),
             });
@@ -343,11 +344,30 @@ impl Broker {
         })
     }
 
-    /// Records `session` whole (replacing what the store had for its client).
+    /// Appends the gathered records as one (see [`Record::Group`]), and empties `out`.
+    fn flush(&self, out: &mut Vec<Record>) {
+        match out.len() {
+            0 => {}
+            1 => {
+                if let Some(record) = out.pop() {
+                    self.store.append(&record);
+                }
+            }
+            _ => {
+                self.store.append(&Record::Group(std::mem::take(out)));
+            }
+        }
+    }
+
+    /// Records `session` whole (replacing what the store had for its client), with any
+    /// message it holds that was not stored yet.
     fn record_session(&self, session: &Session, disconnected_ms: Option<u64>, clocks: &Clocks) {
-        let stored =
-            restore::stored_session(session, disconnected_ms, |m| self.message_id(m, clocks));
-        self.store.append(&Record::Session(stored));
+        let mut out = Vec::new();
+        let stored = restore::stored_session(session, disconnected_ms, |m| {
+            self.message_id(m, clocks, &mut out)
+        });
+        out.push(Record::Session(stored));
+        self.flush(&mut out);
     }
 
     /// A connection's session was accepted (`present`: resumed). A persistent one is recorded
@@ -798,12 +818,41 @@ impl Broker {
     /// As [`publish`](Self::publish), remembering with a retained message who published it
     /// (for `check_retain_source`).
     pub fn publish_from(&self, message: &Arc<Message>, source: Option<RetainSource>) -> usize {
+        self.publish_received(message, source, None)
+    }
+
+    /// As [`publish_from`](Self::publish_from), for a QoS 2 message that `inbound` says
+    /// which client with a persistent session sent under which packet identifier: with
+    /// persistence, the identifier awaiting PUBREL is recorded with the message and its
+    /// deliveries, all or nothing (a resent PUBLISH after a crash is then recognised exactly
+    /// when the message was kept).
+    pub fn publish_received(
+        &self,
+        message: &Arc<Message>,
+        source: Option<RetainSource>,
+        inbound: Option<(&MqttString, u16)>,
+    ) -> usize {
+        let mut out = Vec::new();
+        if self.persist
+            && let Some((client, packet_id)) = inbound
+        {
+            message.store_id.get_or_init(|| {
+                let id = self.next_message.fetch_add(1, Ordering::Relaxed);
+                out.push(Record::InboundMessage {
+                    id,
+                    message: restore::stored_message(message, &Clocks::read()),
+                    client: client.to_string(),
+                    packet_id,
+                });
+                id
+            });
+        }
         if message.retain {
             // `$SYS` values are the broker's own, published afresh after a restart.
             if self.persist && !message.topic.is_system() {
                 let stored = (!message.payload.is_empty())
                     .then(|| restore::stored_message(message, &Clocks::read()));
-                self.store.append(&Record::Retain {
+                out.push(Record::Retain {
                     topic: message.topic.as_str().to_owned(),
                     message: stored,
                 });
@@ -814,7 +863,9 @@ impl Broker {
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert_from(Arc::clone(message), source);
         }
-        self.route(message)
+        let matched = self.route_into(message, &mut out);
+        self.flush(&mut out);
+        matched
     }
 
     /// Delivers `message` to its subscribers; returns how many matched (clients, and shared
@@ -827,6 +878,15 @@ impl Broker {
     /// subscriptions it stands for [MQTT-3.3.4-3]. A shared subscription delivers each
     /// message to one member, in turn (section 4.8.2).
     pub fn route(&self, message: &Arc<Message>) -> usize {
+        let mut out = Vec::new();
+        let matched = self.route_into(message, &mut out);
+        self.flush(&mut out);
+        matched
+    }
+
+    /// [`route`](Self::route), gathering the records it makes into `out` (appended while
+    /// the registry is locked, so that nothing recorded about a delivery can precede them).
+    fn route_into(&self, message: &Arc<Message>, out: &mut Vec<Record>) -> usize {
         let mut direct: HashMap<MqttString, Matches> = HashMap::new();
         let mut shared: HashMap<MqttString, Vec<(MqttString, Match)>> = HashMap::new();
         {
@@ -877,16 +937,17 @@ impl Broker {
                     Client::Offline(session, _) => session.protocol.is_v5(),
                 };
                 for delivery in self.deliveries(message, &matches, v5 && duplicates) {
-                    match self.hand_over(&client_id, client, delivery) {
+                    match self.hand_over(&client_id, client, delivery, out) {
                         Some(true) => delivered += 1,
                         Some(false) => dropped += 1,
                         None => {}
                     }
                 }
             }
+            self.flush(out);
         }
         for (share, members) in shared {
-            match self.deliver_shared(message, &share, &members) {
+            match self.deliver_shared(message, &share, &members, out) {
                 Some(true) => delivered += 1,
                 Some(false) => dropped += 1,
                 None => {}
@@ -944,6 +1005,7 @@ impl Broker {
         client_id: &MqttString,
         client: &mut Client,
         delivery: Delivery,
+        out: &mut Vec<Record>,
     ) -> Option<bool> {
         match client {
             Client::Online {
@@ -953,8 +1015,8 @@ impl Broker {
             } => {
                 let stored =
                     (self.persist && *persistent && delivery.qos != QoS::AtMostOnce).then(|| {
-                        let id = self.message_id(&delivery.message, &Clocks::read());
-                        self.store.append(&Record::Enqueue {
+                        let id = self.message_id(&delivery.message, &Clocks::read(), out);
+                        out.push(Record::Enqueue {
                             client: client_id.to_string(),
                             delivery: restore::stored_delivery(&delivery, id, None),
                         });
@@ -962,7 +1024,7 @@ impl Broker {
                     });
                 let sent = mailbox.try_send(Mail::Deliver(delivery)).is_ok();
                 if !sent && let Some(id) = stored {
-                    self.store.append(&Record::Done {
+                    out.push(Record::Done {
                         client: client_id.to_string(),
                         message: id,
                     });
@@ -977,7 +1039,7 @@ impl Broker {
                     return None;
                 }
                 let record = self.persist.then(|| {
-                    let id = self.message_id(&delivery.message, &Clocks::read());
+                    let id = self.message_id(&delivery.message, &Clocks::read(), out);
                     restore::stored_delivery(&delivery, id, None)
                 });
                 let pushed = session
@@ -986,7 +1048,7 @@ impl Broker {
                 if pushed == Pushed::Queued
                     && let Some(delivery) = record
                 {
-                    self.store.append(&Record::Enqueue {
+                    out.push(Record::Enqueue {
                         client: client_id.to_string(),
                         delivery,
                     });
@@ -1004,6 +1066,7 @@ impl Broker {
         message: &Arc<Message>,
         share: &MqttString,
         members: &[(MqttString, Match)],
+        out: &mut Vec<Record>,
     ) -> Option<bool> {
         let n = members.len();
         let start = {
@@ -1025,19 +1088,27 @@ impl Broker {
         };
         let mut clients = lock(&self.clients);
         let order = (0..n).map(|i| &members[(start + i) % n]);
+        let mut result = None;
         for (client_id, m) in order.clone() {
             if let Some(client @ Client::Online { .. }) = clients.get_mut(client_id)
-                && self.hand_over(client_id, client, make(m)) == Some(true)
+                && self.hand_over(client_id, client, make(m), out) == Some(true)
             {
-                return Some(true);
+                result = Some(Some(true));
+                break;
             }
         }
-        for (client_id, m) in order {
-            if let Some(client @ Client::Offline(..)) = clients.get_mut(client_id) {
-                return self.hand_over(client_id, client, make(m));
+        if result.is_none() {
+            for (client_id, m) in order {
+                if let Some(client @ Client::Offline(..)) = clients.get_mut(client_id) {
+                    result = Some(self.hand_over(client_id, client, make(m), out));
+                    break;
+                }
             }
         }
-        Some(false)
+        // Recorded before another delivery can be.
+        self.flush(out);
+        drop(clients);
+        result.unwrap_or(Some(false))
     }
 
     /// Delivers `message` again through the shared subscription `share`, to whichever member
@@ -1058,7 +1129,8 @@ impl Broker {
             });
         }
         if !members.is_empty() {
-            self.deliver_shared(message, share, &members);
+            let mut out = Vec::new();
+            self.deliver_shared(message, share, &members, &mut out);
         }
     }
 

@@ -675,18 +675,6 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
                         self.conn.refuse_publish(ack);
                         continue;
                     }
-                    if broker.persists()
-                        && let Some((id, pigeon_proto::QoS::ExactlyOnce)) = ack
-                        && let Some(session) = self.conn.session()
-                        && !session.clean
-                    {
-                        // Received and about to be acknowledged with PUBREC: a resent PUBLISH
-                        // must not be routed again, even after a restart [MQTT-4.3.3-9].
-                        broker.record(&Record::InboundAdd {
-                            client: session.client_id.to_string(),
-                            packet_id: id.get(),
-                        });
-                    }
                     // check_retain_source: a retained message remembers its publisher.
                     let source = (message.retain && self.settings.check_retain_source)
                         .then_some(self.identity.as_ref())
@@ -695,7 +683,21 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
                             username: i.username.clone(),
                             client_id: i.client_id.to_string(),
                         });
-                    let matched = self.shared.broker.publish_from(&message, source);
+                    // A QoS 2 message from a persistent session is stored with its identifier,
+                    // awaiting PUBREL: after a crash a resent PUBLISH is recognised and not
+                    // routed again [MQTT-4.3.3-9] exactly when the message was kept.
+                    let inbound = match (ack, self.conn.session()) {
+                        (Some((id, pigeon_proto::QoS::ExactlyOnce)), Some(session))
+                            if !session.clean =>
+                        {
+                            Some((&session.client_id, id.get()))
+                        }
+                        _ => None,
+                    };
+                    let matched = self
+                        .shared
+                        .broker
+                        .publish_received(&message, source, inbound);
                     self.conn.routed(ack, matched > 0);
                 }
                 // Logged as it arrived ("Dropped too large PUBLISH").

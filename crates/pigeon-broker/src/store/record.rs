@@ -147,6 +147,24 @@ pub enum Record {
         /// The packet identifier.
         packet_id: u16,
     },
+    /// A QoS 2 message received from a client with a persistent session, and its packet
+    /// identifier now awaiting PUBREL: [`Record::Message`] and [`Record::InboundAdd`] in one
+    /// record, so that neither is ever durable without the other (a resent PUBLISH is then
+    /// neither lost nor routed twice after a crash).
+    InboundMessage {
+        /// The message's number.
+        id: u64,
+        /// The message.
+        message: StoredMessage,
+        /// The publisher's Client Identifier.
+        client: String,
+        /// The packet identifier.
+        packet_id: u16,
+    },
+    /// Records that stand or fall together (everything one PUBLISH changed: the message, its
+    /// packet identifier awaiting PUBREL, the sessions it was queued for): one frame, so a
+    /// crash keeps all of them or none.
+    Group(Vec<Record>),
     /// A will waiting for its delay.
     Will {
         /// The Client Identifier.
@@ -250,6 +268,28 @@ impl Record {
                 w.u8(14);
                 w.str(client);
             }
+            Record::Group(records) => {
+                w.u8(16);
+                w.u32(u32::try_from(records.len()).unwrap_or(0));
+                let mut inner = Vec::new();
+                for r in records {
+                    inner.clear();
+                    r.encode(&mut inner);
+                    w.bytes(&inner);
+                }
+            }
+            Record::InboundMessage {
+                id,
+                message,
+                client,
+                packet_id,
+            } => {
+                w.u8(15);
+                w.u64(*id);
+                w.message(message);
+                w.str(client);
+                w.u16(*packet_id);
+            }
         }
     }
 
@@ -314,6 +354,20 @@ impl Record {
             },
             14 => Record::WillGone {
                 client: r.string()?,
+            },
+            16 => {
+                let n = r.count(5)?;
+                let mut records = Vec::with_capacity(n);
+                for _ in 0..n {
+                    records.push(Record::decode(r.bytes()?)?);
+                }
+                Record::Group(records)
+            }
+            15 => Record::InboundMessage {
+                id: r.u64()?,
+                message: r.message()?,
+                client: r.string()?,
+                packet_id: r.u16()?,
             },
             _ => return Err(BadRecord),
         };
@@ -658,6 +712,19 @@ mod tests {
                 due_ms: 99,
             },
             Record::WillGone { client: "c".into() },
+            Record::InboundMessage {
+                id: 4,
+                message: message(b"q2"),
+                client: "c".into(),
+                packet_id: 3,
+            },
+            Record::Group(vec![
+                Record::Done {
+                    client: "c".into(),
+                    message: 1,
+                },
+                Record::Group(vec![Record::WillGone { client: "d".into() }]),
+            ]),
         ];
         for record in records {
             let mut out = Vec::new();

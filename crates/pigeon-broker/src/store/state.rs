@@ -93,6 +93,22 @@ impl StoredState {
                     }
                 }
             }
+            Record::Group(records) => {
+                self.records -= 1;
+                for r in records {
+                    self.apply(r);
+                }
+            }
+            Record::InboundMessage {
+                id,
+                message,
+                client,
+                packet_id,
+            } => {
+                self.messages.insert(id, message);
+                self.apply(Record::InboundAdd { client, packet_id });
+                self.records -= 1;
+            }
             Record::InboundAdd { client, packet_id } => {
                 if let Some(s) = self.sessions.get_mut(&client)
                     && !s.inbound.contains(&packet_id)
