@@ -1331,6 +1331,152 @@ mod tests {
             .expect("still owns its identifier");
     }
 
+    /// A broker recording into a log store on the in-memory file system `fs`, restored from
+    /// what the store recovered.
+    fn persistent(fs: &crate::store::fs::fault::FaultFs) -> Broker {
+        use crate::store::{Layout, LogStore, StoreSettings};
+        let settings = StoreSettings {
+            layout: Layout {
+                dir: "/db".into(),
+                snapshot: "mosquitto.db".into(),
+            },
+            sync_acks: true,
+            snapshot_every: None,
+            snapshot_after: None,
+        };
+        let (store, state, _) =
+            LogStore::open(Arc::new(fs.clone()), settings, Arc::new(|_, _| {})).expect("opens");
+        let b = Broker::with_store(
+            RoutingSettings {
+                upgrade_outgoing_qos: false,
+                allow_duplicate_messages: true,
+                outbound: OutboundLimits::default(),
+            },
+            Arc::new(store),
+        );
+        b.restore(&state);
+        b
+    }
+
+    fn wait_durable(b: &Broker) {
+        let lsn = b.store().last_appended();
+        let mut rx = b.store().durable();
+        while rx.borrow_and_update().status(lsn) != Some(true) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Whether `client` resumes a session holding `n` messages.
+    fn resumes_holding(b: &Broker, client: &str, n: usize) {
+        let (tx, _rx) = mpsc::channel(8);
+        let Claim::Resumed(session) = b.claim(&id(client), Protocol::V311, false, tx, 99) else {
+            panic!("{client} resumes its stored session");
+        };
+        assert_eq!(
+            session.outbound.inflight_len() + session.outbound.queued_len(),
+            n
+        );
+    }
+
+    #[test]
+    fn a_restored_broker_has_the_sessions_retained_messages_and_wills_it_recorded() {
+        let fs = crate::store::fs::fault::FaultFs::default();
+        let b = persistent(&fs);
+        let t0 = clock::now();
+        subscribe_and_leave(&b, "c1", "a/+", t0);
+        b.publish(&message("a/b", QoS::AtLeastOnce, false, b"1"));
+        b.publish(&message("a/c", QoS::ExactlyOnce, true, b"2"));
+        b.publish(&message("r/1", QoS::AtMostOnce, true, b"kept"));
+        b.publish(&message("r/2", QoS::AtMostOnce, true, b"gone"));
+        b.publish(&message("r/2", QoS::AtMostOnce, true, b""));
+        b.schedule_will(
+            &id("c1"),
+            message("will", QoS::AtLeastOnce, false, b"w"),
+            t0 + Duration::from_secs(60),
+        );
+        wait_durable(&b);
+        // A crash: only what was synced is there; the lock goes with the process.
+        fs.crash(0);
+        let again = persistent(&fs);
+        assert_eq!(again.retained_count(), 2, "a/c and r/1");
+        assert_eq!(lock(&again.wills).len(), 1);
+        // The subscription is back in the index: a new message queues for c1 too.
+        assert_eq!(
+            again.publish(&message("a/d", QoS::AtLeastOnce, false, b"3")),
+            1
+        );
+        wait_durable(&again);
+        fs.crash(0);
+
+        // A graceful stop writes one snapshot; the next start reads only that.
+        let third = persistent(&fs);
+        third.store().close();
+        let files: Vec<_> = fs.files().into_iter().map(|(p, _)| p).collect();
+        assert!(
+            files.iter().any(|p| p.ends_with("mosquitto.db")),
+            "{files:?}"
+        );
+        let fourth = persistent(&fs);
+        resumes_holding(&fourth, "c1", 3);
+        assert_eq!(fourth.retained_count(), 2);
+    }
+
+    #[test]
+    fn acknowledged_deliveries_are_not_restored() {
+        let fs = crate::store::fs::fault::FaultFs::default();
+        let b = persistent(&fs);
+        subscribe_and_leave(&b, "c1", "a/+", clock::now());
+        for n in 0..5u8 {
+            b.publish(&Arc::new(Message::new(
+                TopicName::from_static("a/b"),
+                Bytes::from(vec![n]),
+                QoS::AtLeastOnce,
+                false,
+            )));
+        }
+        // The client comes back, receives all five and acknowledges two of them.
+        let (tx, _rx) = mpsc::channel(8);
+        let generation = b.next_generation();
+        let Claim::Resumed(mut session) = b.claim(&id("c1"), Protocol::V311, false, tx, generation)
+        else {
+            panic!("resumes");
+        };
+        session.outbound.set_journal(true);
+        b.session_accepted(&id("c1"), generation, &session, true);
+        let sent = session.outbound.resume(clock::now());
+        assert_eq!(sent.len(), 5);
+        let now = clock::now();
+        for packet in &sent[..2] {
+            let Packet::Publish(p) = packet else {
+                panic!("PUBLISH")
+            };
+            let packet_id = p.packet_id.expect("QoS 1");
+            session
+                .outbound
+                .on_puback(packet_id, now)
+                .expect("in flight");
+        }
+        for entry in session.outbound.take_journal() {
+            let record = match entry {
+                crate::session::Journal::Sent(message, id) => Record::Sent {
+                    client: "c1".into(),
+                    message,
+                    packet_id: id.get(),
+                },
+                crate::session::Journal::Released(_) => unreachable!("QoS 1"),
+                crate::session::Journal::Done(message) => Record::Done {
+                    client: "c1".into(),
+                    message,
+                },
+            };
+            b.record(&record);
+        }
+        wait_durable(&b);
+        fs.crash(0);
+        let again = persistent(&fs);
+        resumes_holding(&again, "c1", 3);
+    }
+
     #[test]
     fn offline_sessions_queue_and_resume() {
         let b = broker();

@@ -352,8 +352,12 @@ impl Server {
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
             let store = Arc::clone(broker.store());
+            let syncs = Arc::clone(&store);
             let _ = tokio::task::spawn_blocking(move || store.close()).await;
-            self.shared.log.info("Saved the persistence database.");
+            self.shared.log.info(format_args!(
+                "Saved the persistence database ({} log writes synced since start).",
+                syncs.syncs()
+            ));
         }
     }
 }

@@ -546,3 +546,37 @@ mod tests {
         assert!(matches!(err, StoreError::NotOurs(_)), "{err}");
     }
 }
+
+#[cfg(test)]
+mod real_fs_tests {
+    use super::*;
+    use crate::store::fs::RealFs;
+
+    #[test]
+    fn segments_roll_on_the_real_file_system() {
+        let dir = std::env::temp_dir().join(format!("pigeon-roll-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let layout = Layout {
+            dir: dir.clone(),
+            snapshot: "mosquitto.db".into(),
+        };
+        let (mut log, _, _) = Log::open(Arc::new(RealFs), layout.clone()).expect("opens");
+        let mut payload = Vec::new();
+        Record::WillGone {
+            client: "x".repeat(1 << 20),
+        }
+        .encode(&mut payload);
+        let mut batch = Vec::new();
+        frame::encode(&payload, &mut batch);
+        for _ in 0..70 {
+            log.append(&batch).expect("appends across a roll");
+        }
+        assert_eq!(log.segment(), 1);
+        let upto = log.roll().expect("rolls");
+        compact(&RealFs, &layout, upto).expect("compacts");
+        drop(log);
+        let (_, state, _) = Log::open(Arc::new(RealFs), layout).expect("reopens");
+        assert_eq!(state.records, 0, "nothing live after WillGone");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
