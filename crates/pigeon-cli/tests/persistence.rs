@@ -1,9 +1,13 @@
 //! Persistence (`persistence true`): what the broker keeps across a graceful restart
 //! (SIGTERM, then start) and across SIGKILL at random moments, driven by hand-made packets.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
+use std::io;
+use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -269,11 +273,115 @@ impl Rng {
     }
 }
 
+/// What a subscriber received: per message number, its QoS and how many times it was
+/// delivered to the application (a QoS 2 PUBLISH resent under an identifier still awaiting
+/// PUBREL is not delivered again: the receiver's side of method B).
+type Received = Arc<Mutex<HashMap<u32, (u8, u32)>>>;
+
+/// A persistent subscriber that stays connected through the crashes: it reconnects (Clean
+/// Session 0) whenever the broker comes back, acknowledging everything, and keeps its QoS 2
+/// identifiers awaiting PUBREL across connections, as a client's session does.
+fn live_subscriber(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    got: Received,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut awaiting: HashSet<u16> = HashSet::new();
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(mut c) = RawClient::connect_addr(addr) else {
+                thread::sleep(Duration::from_millis(20));
+                continue;
+            };
+            let connect = Connect {
+                clean_session: false,
+                ..Connect::new("live")
+            };
+            if c.try_send(&connect.encode()).is_err() {
+                continue;
+            }
+            c.set_read_timeout(Duration::from_millis(200));
+            loop {
+                let packet = match c.try_read_packet() {
+                    Ok(Some(p)) => p,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        continue;
+                    }
+                    _ => break,
+                };
+                let sent = match packet.kind() {
+                    mqtt::PUBLISH => {
+                        let m = packet.publish().expect("PUBLISH");
+                        let n: u32 = String::from_utf8_lossy(&m.payload).parse().expect("number");
+                        let id = m.packet_id.expect("QoS 1 or 2");
+                        let new = m.qos == 1 || awaiting.insert(id);
+                        if new {
+                            let mut got = got.lock().expect("lock");
+                            got.entry(n).or_insert((m.qos, 0)).1 += 1;
+                        }
+                        let kind = if m.qos == 1 {
+                            mqtt::PUBACK
+                        } else {
+                            mqtt::PUBREC
+                        };
+                        c.try_send(&mqtt::ack(kind, id))
+                    }
+                    mqtt::PUBREL => {
+                        let id = packet.packet_id().expect("id");
+                        awaiting.remove(&id);
+                        c.try_send(&mqtt::ack(mqtt::PUBCOMP, id))
+                    }
+                    _ => Ok(()),
+                };
+                if sent.is_err() {
+                    break;
+                }
+            }
+        }
+    })
+}
+
+/// Asserts that every acknowledged message (numbers `acked`) is in `got`, and QoS 2 ones once.
+fn check_received(who: &str, acked: &[u32], got: &HashMap<u32, (u8, u32)>, b: &Broker) {
+    let missing: Vec<u32> = acked
+        .iter()
+        .copied()
+        .filter(|n| !got.contains_key(n))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{who}: acknowledged but lost: {missing:?} (of {}); log:\n{}",
+        acked.len(),
+        b.log()
+    );
+    let twice: Vec<u32> = got
+        .iter()
+        .filter(|(_, (qos, count))| *qos == 2 && *count > 1)
+        .map(|(n, _)| *n)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "{who}: QoS 2 delivered more than once: {twice:?}"
+    );
+}
+
 /// A publisher sends numbered QoS 1 and 2 messages to an offline persistent subscriber; the
 /// broker is SIGKILLed at a random moment each round and started again, the publisher
 /// resuming its session and completing the exchange it was in. At the end the subscriber
 /// gets every message the publisher saw acknowledged (PUBACK, PUBREC), QoS 2 exactly once.
-fn crash_rounds(rounds: u32) {
+///
+/// With `online`, a second persistent subscriber stays connected throughout (reconnecting
+/// after each crash), so crashes also catch messages in flight to it, with their packet
+/// identifiers and QoS 2 states.
+fn crash_rounds(rounds: u32, online: bool) {
     let seed = std::env::var("PIGEON_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -289,6 +397,15 @@ fn crash_rounds(rounds: u32) {
     assert_eq!(sub.subscribe(&[("crash/#", 2)]), [2]);
     sub.send(&mqtt::disconnect());
     drop(sub);
+    let stop = Arc::new(AtomicBool::new(false));
+    let live_got: Received = Arc::default();
+    let live = online.then(|| {
+        let (mut c, _) = resume(&b, "live");
+        assert_eq!(c.subscribe(&[("crash/#", 2)]), [2]);
+        c.send(&mqtt::disconnect());
+        drop(c);
+        live_subscriber(b.addr(), Arc::clone(&stop), Arc::clone(&live_got))
+    });
 
     let mut stages: Vec<Option<Stage>> = Vec::new();
     for round in 0..rounds {
@@ -357,26 +474,23 @@ fn crash_rounds(rounds: u32) {
             other => panic!("unexpected packet type {other}"),
         }
     }
-    let missing: Vec<u32> = acked
-        .iter()
-        .copied()
-        .filter(|n| !got.contains_key(n))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "acknowledged but lost after {rounds} SIGKILLs: {missing:?} (of {}); log:\n{}",
-        acked.len(),
-        b.log()
-    );
-    let twice: Vec<u32> = got
-        .iter()
-        .filter(|(_, (qos, count))| *qos == 2 && *count > 1)
-        .map(|(n, _)| *n)
-        .collect();
-    assert!(
-        twice.is_empty(),
-        "QoS 2 delivered more than once: {twice:?}"
-    );
+    check_received("offline subscriber", &acked, &got, &b);
+    if let Some(live) = live {
+        let complete = pigeon_test::wait_until_for(Duration::from_secs(60), || {
+            let got = live_got.lock().expect("lock");
+            acked.iter().all(|n| got.contains_key(n))
+        });
+        // A moment more, for anything delivered twice to show.
+        thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        live.join().expect("live subscriber");
+        let got = live_got.lock().expect("lock").clone();
+        assert!(
+            complete || !got.is_empty(),
+            "the live subscriber got nothing"
+        );
+        check_received("live subscriber", &acked, &got, &b);
+    }
     eprintln!(
         "crash test: {rounds} rounds, {} messages acknowledged, none lost, QoS 2 once each",
         acked.len()
@@ -385,7 +499,12 @@ fn crash_rounds(rounds: u32) {
 
 #[test]
 fn acknowledged_messages_survive_sigkill() {
-    crash_rounds(4);
+    crash_rounds(4, false);
+}
+
+#[test]
+fn acknowledged_messages_survive_sigkill_with_a_subscriber_online() {
+    crash_rounds(4, true);
 }
 
 #[test]
@@ -395,5 +514,5 @@ fn acknowledged_messages_survive_many_sigkills() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(100);
-    crash_rounds(rounds);
+    crash_rounds(rounds, true);
 }

@@ -1131,6 +1131,23 @@ impl RawClient {
         }
     }
 
+    /// Opens a TCP connection to `addr` (no CONNECT sent), reporting failure (a broker that
+    /// is restarting, say).
+    ///
+    /// # Errors
+    /// The connection's.
+    pub fn connect_addr(addr: SocketAddr) -> io::Result<RawClient> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(READ_TIMEOUT))?;
+        stream.set_nodelay(true)?;
+        Ok(RawClient {
+            stream,
+            buf: Vec::new(),
+            pending: VecDeque::new(),
+            next_id: 1,
+        })
+    }
+
     /// Connects and sends `connect`; returns the client and the broker's first packet (its
     /// CONNACK), or `None` when it closed the connection without one.
     pub fn connect_with(
