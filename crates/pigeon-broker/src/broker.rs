@@ -421,8 +421,9 @@ impl Broker {
 
     /// Takes what a store recovered: retained messages, persistent sessions (offline, their
     /// client away since it left, with their subscriptions in the index and what they held),
-    /// and wills waiting for their delay. Returns the sessions and the messages they hold.
-    pub fn restore(&self, state: &StoredState) -> (usize, usize) {
+    /// and wills waiting for their delay. Returns the sessions, the messages they hold and
+    /// their subscriptions.
+    pub fn restore(&self, state: &StoredState) -> (usize, usize, usize) {
         let clocks = Clocks::read();
         let mut messages = HashMap::with_capacity(state.messages.len());
         let mut max_id = 0;
@@ -447,7 +448,7 @@ impl Broker {
             }
         }
         let limits = self.outbound_limits();
-        let (mut sessions, mut held) = (0, 0);
+        let (mut sessions, mut held, mut subscriptions) = (0, 0, 0);
         for stored in state.sessions.values() {
             let Some(session) = restore::session(stored, &messages, limits) else {
                 continue;
@@ -466,6 +467,7 @@ impl Broker {
                 }
             }
             sessions += 1;
+            subscriptions += session.subscriptions.len();
             held += session.outbound.inflight_len() + session.outbound.queued_len();
             let since = clocks.to_instant(stored.disconnected_ms.unwrap_or(clocks.wall_ms));
             lock(&self.clients).insert(
@@ -488,7 +490,7 @@ impl Broker {
                 );
             }
         }
-        (sessions, held)
+        (sessions, held, subscriptions)
     }
 
     /// The limits each new session's outbound state gets.

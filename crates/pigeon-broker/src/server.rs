@@ -391,9 +391,10 @@ fn open_store(
         log.warning(note);
     }
     let broker = Broker::with_store(settings.routing.clone(), Arc::new(store));
-    let (sessions, held) = broker.restore(&state);
+    let (sessions, held, subscriptions) = broker.restore(&state);
     log.info(format_args!(
-        "Restored {sessions} sessions holding {held} messages and {} retained messages from {} \
+        "Restored {sessions} sessions ({subscriptions} subscriptions) holding {held} messages \
+         and {} retained messages from {} \
          ({} records, {} bytes) in {} ms.",
         state.retained.len(),
         persistence.layout.dir.display(),

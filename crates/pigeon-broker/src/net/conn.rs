@@ -1269,13 +1269,21 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
             let _ = reply.send(session);
             return;
         }
-        // What the router sent and the connection never read stays with the session.
-        if let Some(s) = &mut session {
-            while let Ok(mail) = rx.try_recv() {
-                if let Mail::Deliver(delivery) = mail {
-                    s.outbound
-                        .push(delivery, crate::session::Link::Offline, clock::now());
+        // What the router sent and the connection never read stays with the session; a
+        // connection that claimed the identifier meanwhile gets the session.
+        while let Ok(mail) = rx.try_recv() {
+            match mail {
+                Mail::Deliver(delivery) => {
+                    if let Some(s) = &mut session {
+                        s.outbound
+                            .push(delivery, crate::session::Link::Offline, clock::now());
+                    }
                 }
+                Mail::TakeOver(reply) => {
+                    let _ = reply.send(session);
+                    return;
+                }
+                Mail::SettingsChanged | Mail::Shutdown => {}
             }
         }
         if let Err(back) = self.shared.broker.release(
