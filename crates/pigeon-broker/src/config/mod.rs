@@ -169,7 +169,7 @@ pub struct Config {
     /// dashboard at `/`. Default: `true`.
     pub http_dashboard: bool,
 
-    // ---- Persistence (stored now; persistence arrives with issue 8) ---------------------
+    // ---- Persistence (see `crate::store` and docs/persistence.md) -----------------------
     /// `persistence` (or its alias `retained_persistence`): whether sessions, subscriptions
     /// and messages are saved to disk. Default: `false`.
     pub persistence: bool,
