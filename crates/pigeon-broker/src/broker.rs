@@ -24,6 +24,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::message::{Delivery, Message};
 use crate::router::{RetainSource, RetainedStore, SubscriptionTree};
 use crate::session::{Link, OutboundLimits, Pushed, Session, Subscription, SubscriptionEntry};
+use crate::store::restore::{self, Clocks};
+use crate::store::{MemoryStore, Record, Store, StoredState};
 
 pub mod inspect;
 
@@ -249,6 +251,8 @@ enum Client {
         mailbox: Mailbox,
         generation: u64,
         protocol: Protocol,
+        /// Whether its session outlives the connection (what it is sent is then stored).
+        persistent: bool,
     },
     /// A persistent session without a connection, and since when.
     Offline(Box<Session>, Instant),
@@ -286,6 +290,12 @@ pub struct Broker {
     ids: RandomState,
     /// What happened, for `$SYS`.
     pub counters: Counters,
+    /// Where durable state is recorded.
+    store: Arc<dyn Store>,
+    /// `store.is_durable()`, read on every publish.
+    persist: bool,
+    /// The next store number of a message.
+    next_message: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -295,9 +305,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Broker {
-    /// An empty broker.
+    /// An empty broker that keeps nothing on disk.
     pub fn new(settings: RoutingSettings) -> Self {
+        Self::with_store(settings, Arc::new(MemoryStore::default()))
+    }
+
+    /// An empty broker recording its durable state in `store` (see [`restore`](Self::restore)
+    /// to start from what a store recovered).
+    pub fn with_store(settings: RoutingSettings, store: Arc<dyn Store>) -> Self {
         Broker {
+            persist: store.is_durable(),
+            store,
+            next_message: AtomicU64::new(1),
             upgrade_outgoing_qos: AtomicBool::new(settings.upgrade_outgoing_qos),
             allow_duplicate_messages: AtomicBool::new(settings.allow_duplicate_messages),
             outbound: RwLock::new(settings.outbound),
@@ -310,6 +329,183 @@ impl Broker {
             ids: RandomState::new(),
             counters: Counters::default(),
         }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Whether durable state is recorded (`persistence true`).
+    pub fn persists(&self) -> bool {
+        self.persist
+    }
+
+    /// Appends `record` to the store (which must be durable: check [`persists`](Self::persists)).
+    pub fn record(&self, record: &Record) -> crate::store::Lsn {
+        self.store.append(record)
+    }
+
+    /// The store number of `message`; when it has none yet, one is given and the message
+    /// is added to `out`, the records being gathered.
+    fn message_id(&self, message: &Arc<Message>, clocks: &Clocks, out: &mut Vec<Record>) -> u64 {
+        *message.store_id.get_or_init(|| {
+            let id = self.next_message.fetch_add(1, Ordering::Relaxed);
+            out.push(Record::Message {
+                id,
+                message: restore::stored_message(message, clocks),
+            });
+            id
+        })
+    }
+
+    /// Appends the gathered records as one (see [`Record::Group`]), and empties `out`.
+    fn flush(&self, out: &mut Vec<Record>) {
+        match out.len() {
+            0 => {}
+            1 => {
+                if let Some(record) = out.pop() {
+                    self.store.append(&record);
+                }
+            }
+            _ => {
+                self.store.append(&Record::Group(std::mem::take(out)));
+            }
+        }
+    }
+
+    /// Records `session` whole (replacing what the store had for its client), with any
+    /// message it holds that was not stored yet.
+    fn record_session(&self, session: &Session, disconnected_ms: Option<u64>, clocks: &Clocks) {
+        let mut out = Vec::new();
+        let stored = restore::stored_session(session, disconnected_ms, |m| {
+            self.message_id(m, clocks, &mut out)
+        });
+        out.push(Record::Session(stored));
+        self.flush(&mut out);
+    }
+
+    /// A connection's session was accepted (`present`: resumed). A persistent one is recorded
+    /// (a new one whole; a resumed one's subscriptions and expiry, keeping what it holds); a
+    /// clean one is no longer stored. What is sent to it from now on is recorded too.
+    pub fn session_accepted(
+        &self,
+        client_id: &MqttString,
+        generation: u64,
+        session: &Session,
+        present: bool,
+    ) {
+        if !self.persist {
+            return;
+        }
+        let mut clients = lock(&self.clients);
+        let Some(Client::Online {
+            generation: g,
+            persistent,
+            ..
+        }) = clients.get_mut(client_id)
+        else {
+            return;
+        };
+        if *g != generation {
+            return;
+        }
+        let was = *persistent;
+        *persistent = !session.clean;
+        if session.clean {
+            if was {
+                self.store.append(&Record::SessionGone {
+                    client: client_id.to_string(),
+                });
+            }
+        } else if present {
+            self.store
+                .append(&Record::SessionMeta(restore::stored_meta(session, None)));
+        } else {
+            self.record_session(session, None, &Clocks::read());
+        }
+    }
+
+    /// A connected session's subscriptions or expiry changed: recorded if it persists.
+    pub fn session_changed(&self, session: &Session) {
+        if self.persist && !session.clean {
+            self.store
+                .append(&Record::SessionMeta(restore::stored_meta(session, None)));
+        }
+    }
+
+    /// Takes what a store recovered: retained messages, persistent sessions (offline, their
+    /// client away since it left, with their subscriptions in the index and what they held),
+    /// and wills waiting for their delay. Returns the sessions, the messages they hold and
+    /// their subscriptions.
+    pub fn restore(&self, state: &StoredState) -> (usize, usize, usize) {
+        let clocks = Clocks::read();
+        let mut messages = HashMap::with_capacity(state.messages.len());
+        let mut max_id = 0;
+        for (&id, stored) in &state.messages {
+            max_id = max_id.max(id);
+            if let Some(m) = restore::message(stored, &clocks) {
+                let m = Arc::new(m);
+                let _ = m.store_id.set(id);
+                messages.insert(id, m);
+            }
+        }
+        self.next_message.fetch_max(max_id + 1, Ordering::Relaxed);
+        {
+            let mut retained = self
+                .retained
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            for stored in state.retained.values() {
+                if let Some(m) = restore::message(stored, &clocks) {
+                    retained.insert_from(Arc::new(m), None);
+                }
+            }
+        }
+        let limits = self.outbound_limits();
+        let (mut sessions, mut held, mut subscriptions) = (0, 0, 0);
+        for stored in state.sessions.values() {
+            let Some(session) = restore::session(stored, &messages, limits) else {
+                continue;
+            };
+            {
+                let mut tree = self
+                    .subscriptions
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner);
+                for sub in session.subscriptions.values() {
+                    tree.insert(
+                        sub.filter.filter(),
+                        Subscriber::of(&session.client_id, &sub.filter),
+                        (sub.options, sub.id),
+                    );
+                }
+            }
+            sessions += 1;
+            subscriptions += session.subscriptions.len();
+            held += session.outbound.inflight_len() + session.outbound.queued_len();
+            let since = clocks.to_instant(stored.disconnected_ms.unwrap_or(clocks.wall_ms));
+            lock(&self.clients).insert(
+                session.client_id.clone(),
+                Client::Offline(Box::new(session), since),
+            );
+        }
+        let mut wills = lock(&self.wills);
+        for (client, (stored, due_ms)) in &state.wills {
+            if let (Ok(client), Some(m)) = (
+                MqttString::try_from(client.as_str()),
+                restore::message(stored, &clocks),
+            ) {
+                wills.insert(
+                    client,
+                    PendingWill {
+                        message: Arc::new(m),
+                        due: clocks.to_instant(*due_ms),
+                    },
+                );
+            }
+        }
+        (sessions, held, subscriptions)
     }
 
     /// The limits each new session's outbound state gets.
@@ -399,15 +595,33 @@ impl Broker {
     ) -> Claim {
         // A will waiting for its delay is not sent when the client is back in time
         // [MQTT-3.1.3-9].
-        lock(&self.wills).remove(client_id);
-        let previous = lock(&self.clients).insert(
-            client_id.clone(),
-            Client::Online {
-                mailbox,
-                generation,
-                protocol,
-            },
-        );
+        if lock(&self.wills).remove(client_id).is_some() && self.persist {
+            self.store.append(&Record::WillGone {
+                client: client_id.to_string(),
+            });
+        }
+        let previous = {
+            let mut clients = lock(&self.clients);
+            let previous = clients.insert(
+                client_id.clone(),
+                Client::Online {
+                    mailbox,
+                    generation,
+                    protocol,
+                    // Until the session is accepted: whether it may persist (an MQTT 5.0
+                    // session's expiry is not known yet).
+                    persistent: self.persist && (!clean || protocol.is_v5()),
+                },
+            );
+            // A stored session the client does not resume ends here, before anything is
+            // recorded for the new one (under the same lock as routing).
+            if self.persist && clean && matches!(previous, Some(Client::Offline(..))) {
+                self.store.append(&Record::SessionGone {
+                    client: client_id.to_string(),
+                });
+            }
+            previous
+        };
         if !matches!(previous, Some(Client::Online { .. })) {
             // A takeover replaces one connected client by another; anything else adds one.
             self.counters.client_connected();
@@ -439,6 +653,11 @@ impl Broker {
         old: Option<Session>,
     ) -> (Session, bool) {
         let will = lock(&self.wills).remove(client_id);
+        if will.is_some() && self.persist {
+            self.store.append(&Record::WillGone {
+                client: client_id.to_string(),
+            });
+        }
         let settled = match old {
             Some(session) if !clean && !session.clean => (session, true),
             Some(mut session) => {
@@ -516,9 +735,20 @@ impl Broker {
         self.counters.client_disconnected();
         match session {
             Some(session) if !session.clean => {
+                if self.persist {
+                    // Whole, under the registry lock: what routing queues for it from now on
+                    // is recorded after this.
+                    let clocks = Clocks::read();
+                    self.record_session(&session, Some(clocks.wall_ms), &clocks);
+                }
                 *entry.into_mut() = Client::Offline(Box::new(session), now);
             }
             session => {
+                if self.persist {
+                    self.store.append(&Record::SessionGone {
+                        client: client_id.to_string(),
+                    });
+                }
                 entry.remove();
                 drop(clients);
                 if let Some(mut session) = session {
@@ -652,14 +882,54 @@ impl Broker {
     /// As [`publish`](Self::publish), remembering with a retained message who published it
     /// (for `check_retain_source`).
     pub fn publish_from(&self, message: &Arc<Message>, source: Option<RetainSource>) -> usize {
+        self.publish_received(message, source, None)
+    }
+
+    /// As [`publish_from`](Self::publish_from), for a QoS 2 message that `inbound` says
+    /// which client with a persistent session sent under which packet identifier: with
+    /// persistence, the identifier awaiting PUBREL is recorded with the message and its
+    /// deliveries, all or nothing (a resent PUBLISH after a crash is then recognised exactly
+    /// when the message was kept).
+    pub fn publish_received(
+        &self,
+        message: &Arc<Message>,
+        source: Option<RetainSource>,
+        inbound: Option<(&MqttString, u16)>,
+    ) -> usize {
+        let mut out = Vec::new();
+        if self.persist
+            && let Some((client, packet_id)) = inbound
+        {
+            message.store_id.get_or_init(|| {
+                let id = self.next_message.fetch_add(1, Ordering::Relaxed);
+                out.push(Record::InboundMessage {
+                    id,
+                    message: restore::stored_message(message, &Clocks::read()),
+                    client: client.to_string(),
+                    packet_id,
+                });
+                id
+            });
+        }
         if message.retain {
+            // `$SYS` values are the broker's own, published afresh after a restart.
+            if self.persist && !message.topic.is_system() {
+                let stored = (!message.payload.is_empty())
+                    .then(|| restore::stored_message(message, &Clocks::read()));
+                out.push(Record::Retain {
+                    topic: message.topic.as_str().to_owned(),
+                    message: stored,
+                });
+            }
             // [MQTT-3.3.1-5]: store it (an empty payload clears it [MQTT-3.3.1-10]).
             self.retained
                 .write()
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert_from(Arc::clone(message), source);
         }
-        self.route(message)
+        let matched = self.route_into(message, &mut out);
+        self.flush(&mut out);
+        matched
     }
 
     /// Delivers `message` to its subscribers; returns how many matched (clients, and shared
@@ -672,6 +942,15 @@ impl Broker {
     /// subscriptions it stands for [MQTT-3.3.4-3]. A shared subscription delivers each
     /// message to one member, in turn (section 4.8.2).
     pub fn route(&self, message: &Arc<Message>) -> usize {
+        let mut out = Vec::new();
+        let matched = self.route_into(message, &mut out);
+        self.flush(&mut out);
+        matched
+    }
+
+    /// [`route`](Self::route), gathering the records it makes into `out` (appended while
+    /// the registry is locked, so that nothing recorded about a delivery can precede them).
+    fn route_into(&self, message: &Arc<Message>, out: &mut Vec<Record>) -> usize {
         let mut direct: HashMap<MqttString, Matches> = HashMap::new();
         let mut shared: HashMap<MqttString, Vec<(MqttString, Match)>> = HashMap::new();
         {
@@ -722,16 +1001,17 @@ impl Broker {
                     Client::Offline(session, _) => session.protocol.is_v5(),
                 };
                 for delivery in self.deliveries(message, &matches, v5 && duplicates) {
-                    match Self::hand_over(client, delivery) {
+                    match self.hand_over(&client_id, client, delivery, out) {
                         Some(true) => delivered += 1,
                         Some(false) => dropped += 1,
                         None => {}
                     }
                 }
             }
+            self.flush(out);
         }
         for (share, members) in shared {
-            match self.deliver_shared(message, &share, &members) {
+            match self.deliver_shared(message, &share, &members, out) {
                 Some(true) => delivered += 1,
                 Some(false) => dropped += 1,
                 None => {}
@@ -781,13 +1061,63 @@ impl Broker {
     /// Hands `delivery` to a client: to its connection's mailbox, or to its stored session.
     /// `Some(true)` when accepted, `Some(false)` when dropped (a full queue or mailbox),
     /// `None` when the client may not read it.
-    fn hand_over(client: &mut Client, delivery: Delivery) -> Option<bool> {
+    ///
+    /// With persistence, a delivery to a persistent session is recorded before it is handed
+    /// over (online: QoS 1 and 2; offline: whatever is queued).
+    fn hand_over(
+        &self,
+        client_id: &MqttString,
+        client: &mut Client,
+        delivery: Delivery,
+        out: &mut Vec<Record>,
+    ) -> Option<bool> {
         match client {
-            Client::Online { mailbox, .. } => {
-                Some(mailbox.try_send(Mail::Deliver(delivery)).is_ok())
+            Client::Online {
+                mailbox,
+                persistent,
+                ..
+            } => {
+                let stored =
+                    (self.persist && *persistent && delivery.qos != QoS::AtMostOnce).then(|| {
+                        let id = self.message_id(&delivery.message, &Clocks::read(), out);
+                        out.push(Record::Enqueue {
+                            client: client_id.to_string(),
+                            delivery: restore::stored_delivery(&delivery, id, None),
+                        });
+                        id
+                    });
+                let sent = mailbox.try_send(Mail::Deliver(delivery)).is_ok();
+                if !sent && let Some(id) = stored {
+                    out.push(Record::Done {
+                        client: client_id.to_string(),
+                        message: id,
+                    });
+                }
+                Some(sent)
             }
             Client::Offline(session, _) => {
-                Self::queue_offline(session, delivery, crate::clock::now())
+                // Checked against the client's ACL as it would be online.
+                if let Some(access) = &session.access
+                    && !access.may_read(delivery.message.topic.as_str())
+                {
+                    return None;
+                }
+                let record = self.persist.then(|| {
+                    let id = self.message_id(&delivery.message, &Clocks::read(), out);
+                    restore::stored_delivery(&delivery, id, None)
+                });
+                let pushed = session
+                    .outbound
+                    .push(delivery, Link::Offline, crate::clock::now());
+                if pushed == Pushed::Queued
+                    && let Some(delivery) = record
+                {
+                    out.push(Record::Enqueue {
+                        client: client_id.to_string(),
+                        delivery,
+                    });
+                }
+                Some(!matches!(pushed, Pushed::Dropped))
             }
         }
     }
@@ -815,6 +1145,7 @@ impl Broker {
         message: &Arc<Message>,
         share: &MqttString,
         members: &[(MqttString, Match)],
+        out: &mut Vec<Record>,
     ) -> Option<bool> {
         let n = members.len();
         let start = {
@@ -836,19 +1167,27 @@ impl Broker {
         };
         let mut clients = lock(&self.clients);
         let order = (0..n).map(|i| &members[(start + i) % n]);
+        let mut result = None;
         for (client_id, m) in order.clone() {
-            if let Some(Client::Online { mailbox, .. }) = clients.get(client_id)
-                && mailbox.try_send(Mail::Deliver(make(m))).is_ok()
+            if let Some(client @ Client::Online { .. }) = clients.get_mut(client_id)
+                && self.hand_over(client_id, client, make(m), out) == Some(true)
             {
-                return Some(true);
+                result = Some(Some(true));
+                break;
             }
         }
-        for (client_id, m) in order {
-            if let Some(client @ Client::Offline(..)) = clients.get_mut(client_id) {
-                return Self::hand_over(client, make(m));
+        if result.is_none() {
+            for (client_id, m) in order {
+                if let Some(client @ Client::Offline(..)) = clients.get_mut(client_id) {
+                    result = Some(self.hand_over(client_id, client, make(m), out));
+                    break;
+                }
             }
         }
-        Some(false)
+        // Recorded before another delivery can be.
+        self.flush(out);
+        drop(clients);
+        result.unwrap_or(Some(false))
     }
 
     /// Delivers `message` again through the shared subscription `share`, to whichever member
@@ -869,7 +1208,8 @@ impl Broker {
             });
         }
         if !members.is_empty() {
-            self.deliver_shared(message, share, &members);
+            let mut out = Vec::new();
+            self.deliver_shared(message, share, &members, &mut out);
         }
     }
 
@@ -877,6 +1217,14 @@ impl Broker {
     /// end of its session if sooner) [MQTT-3.1.3-9]. A will already waiting for the client is
     /// replaced.
     pub fn schedule_will(&self, client_id: &MqttString, message: Arc<Message>, due: Instant) {
+        if self.persist {
+            let clocks = Clocks::read();
+            self.store.append(&Record::Will {
+                client: client_id.to_string(),
+                message: restore::stored_message(&message, &clocks),
+                due_ms: clocks.to_wall(due),
+            });
+        }
         lock(&self.wills).insert(client_id.clone(), PendingWill { message, due });
     }
 
@@ -884,7 +1232,14 @@ impl Broker {
     pub fn publish_due_wills(&self, now: Instant) -> usize {
         let due: Vec<Arc<Message>> = lock(&self.wills)
             .extract_if(|_, w| w.due <= now)
-            .map(|(_, w)| w.message)
+            .map(|(client, w)| {
+                if self.persist {
+                    self.store.append(&Record::WillGone {
+                        client: client.to_string(),
+                    });
+                }
+                w.message
+            })
             .collect();
         for message in &due {
             self.publish(message);
@@ -899,6 +1254,14 @@ impl Broker {
             || lock(&self.clients)
                 .values()
                 .any(|c| matches!(c, Client::Offline(..)))
+    }
+
+    /// Clients connected now (their sessions owned by their connections).
+    pub fn online_count(&self) -> usize {
+        lock(&self.clients)
+            .values()
+            .filter(|c| matches!(c, Client::Online { .. }))
+            .count()
     }
 
     /// Clients with a session (connected or not).
@@ -935,12 +1298,22 @@ impl Broker {
             .collect();
         let mut ids = Vec::with_capacity(expired.len());
         for mut session in expired {
+            if self.persist {
+                self.store.append(&Record::SessionGone {
+                    client: session.client_id.to_string(),
+                });
+            }
             self.end_session(&mut session);
             self.counters
                 .clients_expired
                 .fetch_add(1, Ordering::Relaxed);
             let will = lock(&self.wills).remove(&session.client_id);
             if let Some(will) = will {
+                if self.persist {
+                    self.store.append(&Record::WillGone {
+                        client: session.client_id.to_string(),
+                    });
+                }
                 self.publish(&will.message);
             }
             ids.push(session.client_id);
@@ -1035,6 +1408,152 @@ mod tests {
             .insert(sub.0.filter.as_mqtt_string().clone(), sub.0);
         b.release(&id(client), generation, Some(session), at)
             .expect("still owns its identifier");
+    }
+
+    /// A broker recording into a log store on the in-memory file system `fs`, restored from
+    /// what the store recovered.
+    fn persistent(fs: &crate::store::fs::fault::FaultFs) -> Broker {
+        use crate::store::{Layout, LogStore, StoreSettings};
+        let settings = StoreSettings {
+            layout: Layout {
+                dir: "/db".into(),
+                snapshot: "mosquitto.db".into(),
+            },
+            sync_acks: true,
+            snapshot_every: None,
+            snapshot_after: None,
+        };
+        let (store, state, _) =
+            LogStore::open(Arc::new(fs.clone()), settings, Arc::new(|_, _| {})).expect("opens");
+        let b = Broker::with_store(
+            RoutingSettings {
+                upgrade_outgoing_qos: false,
+                allow_duplicate_messages: true,
+                outbound: OutboundLimits::default(),
+            },
+            Arc::new(store),
+        );
+        b.restore(&state);
+        b
+    }
+
+    fn wait_durable(b: &Broker) {
+        let lsn = b.store().last_appended();
+        let mut rx = b.store().durable();
+        while rx.borrow_and_update().status(lsn) != Some(true) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Whether `client` resumes a session holding `n` messages.
+    fn resumes_holding(b: &Broker, client: &str, n: usize) {
+        let (tx, _rx) = mpsc::channel(8);
+        let Claim::Resumed(session) = b.claim(&id(client), Protocol::V311, false, tx, 99) else {
+            panic!("{client} resumes its stored session");
+        };
+        assert_eq!(
+            session.outbound.inflight_len() + session.outbound.queued_len(),
+            n
+        );
+    }
+
+    #[test]
+    fn a_restored_broker_has_the_sessions_retained_messages_and_wills_it_recorded() {
+        let fs = crate::store::fs::fault::FaultFs::default();
+        let b = persistent(&fs);
+        let t0 = clock::now();
+        subscribe_and_leave(&b, "c1", "a/+", t0);
+        b.publish(&message("a/b", QoS::AtLeastOnce, false, b"1"));
+        b.publish(&message("a/c", QoS::ExactlyOnce, true, b"2"));
+        b.publish(&message("r/1", QoS::AtMostOnce, true, b"kept"));
+        b.publish(&message("r/2", QoS::AtMostOnce, true, b"gone"));
+        b.publish(&message("r/2", QoS::AtMostOnce, true, b""));
+        b.schedule_will(
+            &id("c1"),
+            message("will", QoS::AtLeastOnce, false, b"w"),
+            t0 + Duration::from_secs(60),
+        );
+        wait_durable(&b);
+        // A crash: only what was synced is there; the lock goes with the process.
+        fs.crash(0);
+        let again = persistent(&fs);
+        assert_eq!(again.retained_count(), 2, "a/c and r/1");
+        assert_eq!(lock(&again.wills).len(), 1);
+        // The subscription is back in the index: a new message queues for c1 too.
+        assert_eq!(
+            again.publish(&message("a/d", QoS::AtLeastOnce, false, b"3")),
+            1
+        );
+        wait_durable(&again);
+        fs.crash(0);
+
+        // A graceful stop writes one snapshot; the next start reads only that.
+        let third = persistent(&fs);
+        third.store().close();
+        let files: Vec<_> = fs.files().into_iter().map(|(p, _)| p).collect();
+        assert!(
+            files.iter().any(|p| p.ends_with("mosquitto.db")),
+            "{files:?}"
+        );
+        let fourth = persistent(&fs);
+        resumes_holding(&fourth, "c1", 3);
+        assert_eq!(fourth.retained_count(), 2);
+    }
+
+    #[test]
+    fn acknowledged_deliveries_are_not_restored() {
+        let fs = crate::store::fs::fault::FaultFs::default();
+        let b = persistent(&fs);
+        subscribe_and_leave(&b, "c1", "a/+", clock::now());
+        for n in 0..5u8 {
+            b.publish(&Arc::new(Message::new(
+                TopicName::from_static("a/b"),
+                Bytes::from(vec![n]),
+                QoS::AtLeastOnce,
+                false,
+            )));
+        }
+        // The client comes back, receives all five and acknowledges two of them.
+        let (tx, _rx) = mpsc::channel(8);
+        let generation = b.next_generation();
+        let Claim::Resumed(mut session) = b.claim(&id("c1"), Protocol::V311, false, tx, generation)
+        else {
+            panic!("resumes");
+        };
+        session.outbound.set_journal(true);
+        b.session_accepted(&id("c1"), generation, &session, true);
+        let sent = session.outbound.resume(clock::now());
+        assert_eq!(sent.len(), 5);
+        let now = clock::now();
+        for packet in &sent[..2] {
+            let Packet::Publish(p) = packet else {
+                panic!("PUBLISH")
+            };
+            let packet_id = p.packet_id.expect("QoS 1");
+            session
+                .outbound
+                .on_puback(packet_id, now)
+                .expect("in flight");
+        }
+        for entry in session.outbound.take_journal() {
+            let record = match entry {
+                crate::session::Journal::Sent(message, id) => Record::Sent {
+                    client: "c1".into(),
+                    message,
+                    packet_id: id.get(),
+                },
+                crate::session::Journal::Released(_) => unreachable!("QoS 1"),
+                crate::session::Journal::Done(message) => Record::Done {
+                    client: "c1".into(),
+                    message,
+                },
+            };
+            b.record(&record);
+        }
+        wait_durable(&b);
+        fs.crash(0);
+        let again = persistent(&fs);
+        resumes_holding(&again, "c1", 3);
     }
 
     #[test]

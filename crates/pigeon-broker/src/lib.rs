@@ -8,6 +8,8 @@
 //! - [`config`]: the configuration: Mosquitto's `mosquitto.conf` read into a typed `Config`.
 //! - [`sys`]: the `$SYS/broker/...` statistics topics, as Mosquitto publishes them.
 //! - [`tls`]: TLS listeners with rustls, and client certificate names.
+//! - [`store`]: persistence: the append-only log, snapshots and recovery behind the
+//!   [`store::Store`] trait.
 //!
 //! Still to come: the session state machine around them, the network drivers and the
 //! `pigeon` binary.
@@ -26,5 +28,6 @@ pub mod router;
 pub mod server;
 pub mod session;
 pub mod settings;
+pub mod store;
 pub mod sys;
 pub mod tls;

@@ -1,6 +1,6 @@
 //! Application messages as the broker holds them.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -31,6 +31,8 @@ pub struct Message {
     /// The Client Identifier of the client that published it (for No Local); `None` for
     /// messages of the broker's own.
     pub origin: Option<MqttString>,
+    /// Its number in the persistence store, once stored there (see [`crate::store`]).
+    pub store_id: OnceLock<u64>,
 }
 
 impl Message {
@@ -44,6 +46,7 @@ impl Message {
             properties: PublishProperties::default(),
             expires_at: None,
             origin: None,
+            store_id: OnceLock::new(),
         }
     }
 
@@ -67,6 +70,7 @@ impl Message {
             properties,
             expires_at,
             origin,
+            store_id: OnceLock::new(),
         })
     }
 

@@ -50,6 +50,9 @@ pub struct ServerSettings {
     /// `http_listener` (Pigeon's): metrics, JSON API and dashboard; `None` for none. The
     /// socket is bound at start only.
     pub http: Option<HttpSettings>,
+    /// `persistence`: where and how the store keeps the broker's durable state; `None` for
+    /// `persistence false` (read at start only).
+    pub persistence: Option<crate::store::StoreSettings>,
 }
 
 impl Default for ServerSettings {
@@ -77,6 +80,7 @@ impl Default for ServerSettings {
             check_retain_source: true,
             persistent_client_expiration: None,
             http: None,
+            persistence: None,
         }
     }
 }
@@ -221,8 +225,12 @@ impl Server {
     /// # Errors
     /// The first listener that cannot be bound, with its address.
     pub async fn start_with_log(settings: ServerSettings, log: Arc<Log>) -> io::Result<Server> {
+        let broker = match &settings.persistence {
+            None => Broker::new(settings.routing.clone()),
+            Some(persistence) => open_store(persistence, &settings, &log)?,
+        };
         let shared = Arc::new(Shared {
-            broker: Broker::new(settings.routing.clone()),
+            broker,
             log,
             settings: LiveSettings::new(settings.clone()),
         });
@@ -333,7 +341,68 @@ impl Server {
         }
         // Give connection tasks a moment to write what they have queued.
         tokio::time::sleep(Duration::from_millis(50)).await;
+        let broker = &self.shared.broker;
+        if broker.persists() {
+            // Every session back in the registry (recorded whole as it goes), for a while at
+            // most; then the store writes what is pending and a final snapshot.
+            for _ in 0..200 {
+                if broker.online_count() == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            let store = Arc::clone(broker.store());
+            let syncs = Arc::clone(&store);
+            let _ = tokio::task::spawn_blocking(move || store.close()).await;
+            self.shared.log.info(format_args!(
+                "Saved the persistence database ({} log writes synced since start).",
+                syncs.syncs()
+            ));
+        }
     }
+}
+
+/// Opens the store `persistence` describes, recovers what it holds and gives it to a new
+/// broker, logging what recovery did.
+fn open_store(
+    persistence: &crate::store::StoreSettings,
+    settings: &ServerSettings,
+    log: &Arc<Log>,
+) -> io::Result<Broker> {
+    let started = clock::now();
+    let sink = Arc::clone(log);
+    let notify: crate::store::Notify = Arc::new(move |level, line| match level {
+        crate::store::Level::Notice => sink.notice(line),
+        crate::store::Level::Error => sink.error(line),
+    });
+    let opened = crate::store::LogStore::open(
+        Arc::new(crate::store::fs::RealFs),
+        persistence.clone(),
+        notify,
+    );
+    let (store, state, recovery) = match opened {
+        Ok(opened) => opened,
+        Err(e) => {
+            log.error(e.to_string());
+            return Err(io::Error::other(e.to_string()));
+        }
+    };
+    for note in &recovery.notes {
+        log.warning(note);
+    }
+    let broker = Broker::with_store(settings.routing.clone(), Arc::new(store));
+    let (sessions, held, subscriptions) = broker.restore(&state);
+    log.info(format_args!(
+        "Restored {sessions} sessions ({subscriptions} subscriptions) holding {held} messages \
+         and {} retained messages from {} \
+         ({} records, {} bytes) in {} ms.",
+        state.retained.len(),
+        persistence.layout.dir.display(),
+        state.records,
+        recovery.bytes,
+        clock::now().duration_since(started).as_millis()
+    ));
+    Ok(broker)
 }
 
 /// Once a second: publishes the wills whose Will Delay Interval has passed, and removes the

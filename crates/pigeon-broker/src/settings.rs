@@ -178,6 +178,7 @@ impl ServerSettings {
             sys_interval: config.sys_interval,
             check_retain_source: config.check_retain_source,
             persistent_client_expiration: config.persistent_client_expiration,
+            persistence: config.persistence.then(|| store_settings(config)),
             http: match &config.http_listener {
                 None => None,
                 Some(http) => Some(HttpSettings {
@@ -279,6 +280,33 @@ fn enhanced_auth_methods(
         }
     }
     Ok(AuthMethods::new(methods))
+}
+
+/// Where and how the store keeps its files: the directory and file name of
+/// `persistence_location` + `persistence_file` (joined as Mosquitto joins them; the working
+/// directory without a location), and the snapshot cadence of `autosave_interval` and
+/// `autosave_on_changes`.
+fn store_settings(config: &Config) -> crate::store::StoreSettings {
+    let path = config.persistence_path();
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let snapshot = path.file_name().map_or_else(
+        || "mosquitto.db".to_owned(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let (snapshot_every, snapshot_after) = match config.autosave() {
+        crate::config::Autosave::OnExit => (None, None),
+        crate::config::Autosave::Every(every) => (Some(every), None),
+        crate::config::Autosave::AfterChanges(n) => (None, Some(u64::from(n.get()))),
+    };
+    crate::store::StoreSettings {
+        layout: crate::store::Layout { dir, snapshot },
+        sync_acks: config.persistence_sync_acks,
+        snapshot_every,
+        snapshot_after,
+    }
 }
 
 #[cfg(test)]

@@ -115,6 +115,8 @@ pub struct Broker {
     port: u16,
     log: Arc<Mutex<String>>,
     dir: TempDir,
+    binary: PathBuf,
+    argv: Vec<String>,
 }
 
 /// How many times a broker is started again when its port was taken meanwhile.
@@ -164,25 +166,15 @@ impl Broker {
             let port = free_port();
             let dir = TempDir::new("broker");
             let argv = args(port, dir.path());
-            let mut child = Command::new(binary)
-                .args(&argv)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
             let log = Arc::new(Mutex::new(String::new()));
-            if let Some(s) = child.stderr.take() {
-                collect_lines(s, &log);
-            }
-            if let Some(s) = child.stdout.take() {
-                collect_lines(s, &log);
-            }
+            let child = spawn_logged(binary, &argv, &log);
             let mut broker = Broker {
                 child,
                 port,
                 log,
                 dir,
+                binary: binary.to_path_buf(),
+                argv: argv.clone(),
             };
             match broker.wait_listening() {
                 Ok(()) => return broker,
@@ -280,6 +272,33 @@ impl Broker {
         }
     }
 
+    /// Kills the broker with SIGKILL (a crash: nothing is flushed) and waits for it to end.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the broker again, after [`stop`](Self::stop) or [`kill`](Self::kill), with the
+    /// same command line (so the same port, configuration and directory); its log goes on
+    /// after the previous run's. Waits until it listens.
+    ///
+    /// # Panics
+    /// When it does not listen within [`PATIENCE`] (the log says why).
+    pub fn restart(&mut self) {
+        if self.is_running() {
+            self.kill();
+        }
+        lock(&self.log).push_str("---- restart ----\n");
+        self.child = spawn_logged(&self.binary, &self.argv, &self.log);
+        if let Err(status) = self.wait_listening() {
+            panic!(
+                "pigeon did not listen again on 127.0.0.1:{} ({status}):\n{}",
+                self.port,
+                self.log()
+            );
+        }
+    }
+
     /// Panics with `what` and the broker's log unless the broker is still running.
     pub fn assert_running(&mut self, what: &str) {
         assert!(self.is_running(), "pigeon died ({what}):\n{}", self.log());
@@ -293,6 +312,24 @@ impl Drop for Broker {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Starts `binary` with `argv`, its output and errors collected into `log`.
+fn spawn_logged(binary: &Path, argv: &[String], log: &Arc<Mutex<String>>) -> Child {
+    let mut child = Command::new(binary)
+        .args(argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+    if let Some(s) = child.stderr.take() {
+        collect_lines(s, log);
+    }
+    if let Some(s) = child.stdout.take() {
+        collect_lines(s, log);
+    }
+    child
 }
 
 /// Sends signal `name` (`TERM`, `INT`, `KILL`...) to process `pid` with kill(1).
@@ -1092,6 +1129,23 @@ impl RawClient {
             pending: VecDeque::new(),
             next_id: 1,
         }
+    }
+
+    /// Opens a TCP connection to `addr` (no CONNECT sent), reporting failure (a broker that
+    /// is restarting, say).
+    ///
+    /// # Errors
+    /// The connection's.
+    pub fn connect_addr(addr: SocketAddr) -> io::Result<RawClient> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(READ_TIMEOUT))?;
+        stream.set_nodelay(true)?;
+        Ok(RawClient {
+            stream,
+            buf: Vec::new(),
+            pending: VecDeque::new(),
+            next_id: 1,
+        })
     }
 
     /// Connects and sends `connect`; returns the client and the broker's first packet (its

@@ -55,6 +55,7 @@ fn defaults() -> Config {
             ..Tls::default()
         },
         persistence: false,
+        persistence_sync_acks: true,
         persistence_file: PathBuf::from("mosquitto.db"),
         persistence_location: None,
         autosave_interval: 1800,
@@ -673,14 +674,8 @@ impl<'s> Parser<'s> {
             // ---- Persistence ------------------------------------------------------------
             "persistence" | "retained_persistence" => {
                 self.cfg.persistence = line.bool()?;
-                if self.cfg.persistence {
-                    self.warn(
-                        line,
-                        "not implemented yet (persistence arrives with issue 8): sessions and \
-                         retained messages are kept in memory only and lost on restart",
-                    );
-                }
             }
+            "persistence_sync_acks" => self.cfg.persistence_sync_acks = line.bool()?,
             "persistence_file" => {
                 let name = self.string(line, "a file name")?;
                 self.once(Scope::Global, "persistence_file", line)?;

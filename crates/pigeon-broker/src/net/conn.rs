@@ -5,6 +5,7 @@
 //! machine produced, in one write. Deliveries arrive through the connection's mailbox. No lock
 //! is held across an `.await`.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -29,7 +30,8 @@ use crate::config::LogTypes;
 use crate::message::Message;
 use crate::router::RetainSource;
 use crate::server::{ListenerSettings, ListenerShared, ServerSettings, Shared, mailbox_capacity};
-use crate::session::{CloseReason, Connection, Event, Session, Violation};
+use crate::session::{CloseReason, Connection, Event, Journal, Session, Violation};
+use crate::store::{Durable, Lsn, Record};
 use crate::tls::{self, CertUsername};
 
 /// Stop reading from a client while this much output waits to be written to it.
@@ -207,7 +209,12 @@ async fn drive<R: ReadSide, W: WriteSide>(
         takeover_reply: None,
         ending: None,
         ack_rc: None,
+        durable_rx: None,
+        held: VecDeque::new(),
     };
+    if driver.shared.broker.persists() && driver.shared.broker.store().sync_acks() {
+        driver.durable_rx = Some(driver.shared.broker.store().durable());
+    }
     driver.run(tx, rx).await;
 }
 
@@ -307,6 +314,23 @@ struct Driver<R, W> {
     /// The reason code the log gives the acknowledgement being sent (149 for a message
     /// dropped as too large, as Mosquitto says even in 3.1.1, where the packet has none).
     ack_rc: Option<u8>,
+    /// With `persistence` and `persistence_sync_acks`: how far the store is durable.
+    durable_rx: Option<watch::Receiver<Durable>>,
+    /// Packets held until the store position they follow is durable: a publisher's PUBACK
+    /// or PUBREC goes out only once its message is on disk (and, for a persistent session,
+    /// nothing of its QoS 1 and 2 exchanges leaves before the state it implies is recorded).
+    held: VecDeque<(Lsn, Vec<Packet>)>,
+}
+
+/// Whether `packet` must wait for the store: an acknowledgement to a publisher always; for a
+/// persistent session, any step of a QoS 1 or 2 exchange.
+fn must_wait(packet: &Packet, persistent: bool) -> bool {
+    match packet {
+        Packet::PubAck(_) | Packet::PubRec(_) => true,
+        Packet::PubComp(_) | Packet::PubRel(_) => persistent,
+        Packet::Publish(p) => persistent && p.qos != pigeon_proto::QoS::AtMostOnce,
+        _ => false,
+    }
 }
 
 /// How Mosquitto words the end of a connection over a protocol violation.
@@ -393,7 +417,10 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
             }
             let deadline = self.conn.poll_timeout();
             let active = self.identity.is_some() && !self.conn.is_connecting();
-            let can_read = !self.conn.is_connecting() && self.wbuf.len() < WRITE_HIGH_WATER;
+            let can_read = !self.conn.is_connecting()
+                && self.wbuf.len() < WRITE_HIGH_WATER
+                && self.held.len() < MAX_HELD;
+            let holding = !self.held.is_empty();
             let can_take_mail = active && self.wbuf.len() < WRITE_HIGH_WATER;
             tokio::select! {
                 read = self.reader.read_some(&mut self.rbuf), if can_read => {
@@ -440,6 +467,13 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
                 () = sleep_until(deadline.unwrap_or_else(far_future).into()), if deadline.is_some() => {
                     self.conn.handle_timeout(clock::now());
                     self.handle_events(&mailbox).await;
+                }
+                changed = durable_changed(self.durable_rx.as_mut()), if holding => {
+                    if changed.is_err() {
+                        // The store is gone (the broker is stopping): nothing will be acked.
+                        self.held.clear();
+                    }
+                    self.release_held();
                 }
             }
         }
@@ -634,6 +668,13 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
             match event {
                 Event::Connect(connect) => Box::pin(self.on_connect(*connect, mailbox)).await,
                 Event::Publish { message, ack } => {
+                    let broker = &self.shared.broker;
+                    if ack.is_some() && broker.persists() && broker.store().refusing() {
+                        // The disk is full: refuse rather than acknowledge what cannot be
+                        // kept, before anyone receives it.
+                        self.conn.refuse_publish(ack);
+                        continue;
+                    }
                     // check_retain_source: a retained message remembers its publisher.
                     let source = (message.retain && self.settings.check_retain_source)
                         .then_some(self.identity.as_ref())
@@ -642,7 +683,21 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
                             username: i.username.clone(),
                             client_id: i.client_id.to_string(),
                         });
-                    let matched = self.shared.broker.publish_from(&message, source);
+                    // A QoS 2 message from a persistent session is stored with its identifier,
+                    // awaiting PUBREL: after a crash a resent PUBLISH is recognised and not
+                    // routed again [MQTT-4.3.3-9] exactly when the message was kept.
+                    let inbound = match (ack, self.conn.session()) {
+                        (Some((id, pigeon_proto::QoS::ExactlyOnce)), Some(session))
+                            if !session.clean =>
+                        {
+                            Some((&session.client_id, id.get()))
+                        }
+                        _ => None,
+                    };
+                    let matched = self
+                        .shared
+                        .broker
+                        .publish_received(&message, source, inbound);
                     self.conn.routed(ack, matched > 0);
                 }
                 // Logged as it arrived ("Dropped too large PUBLISH").
@@ -672,12 +727,18 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
                     for delivery in retained {
                         self.conn.deliver(delivery, 0, clock::now());
                     }
+                    if let Some(session) = self.conn.session() {
+                        self.shared.broker.session_changed(session);
+                    }
                 }
                 Event::Unsubscribe(filters) => {
                     if let Some(identity) = &self.identity {
                         self.shared
                             .broker
                             .unsubscribe(&identity.client_id, &filters);
+                    }
+                    if let Some(session) = self.conn.session() {
+                        self.shared.broker.session_changed(session);
                     }
                 }
                 Event::Close(reason) => {
@@ -817,12 +878,28 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
                 None => log.debug("No will message specified."),
             }
         }
+        if shared.broker.persists() {
+            session.outbound.set_journal(!session.clean);
+            session.inbound.set_journal(!session.clean);
+        }
         self.conn.accept_assigned(
             session,
             present,
             assigned.then(|| client_id.clone()),
             clock::now(),
         );
+        if let Some(session) = self.conn.session_mut() {
+            // The expiry is known now (MQTT 5.0 takes it from the CONNECT).
+            if shared.broker.persists() {
+                session.outbound.set_journal(!session.clean);
+                session.inbound.set_journal(!session.clean);
+            }
+        }
+        if let Some(session) = self.conn.session() {
+            shared
+                .broker
+                .session_accepted(&client_id, generation, session, present);
+        }
     }
 
     /// Refuses the CONNECT: the CONNACK and the disconnection are logged as they happen.
@@ -830,9 +907,122 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
         self.conn.refuse(reason);
     }
 
+    /// Records what the session's journals noted (a persistent session's QoS exchanges).
+    fn record_journal(&mut self) {
+        let broker = &self.shared.broker;
+        if !broker.persists() {
+            return;
+        }
+        let Some(session) = self.conn.session_mut() else {
+            return;
+        };
+        if session.clean {
+            return;
+        }
+        let journal = session.outbound.take_journal();
+        let released = session.inbound.take_released();
+        if journal.is_empty() && released.is_empty() {
+            return;
+        }
+        let client = session.client_id.to_string();
+        for entry in journal {
+            let record = match entry {
+                Journal::Sent(message, id) => Record::Sent {
+                    client: client.clone(),
+                    message,
+                    packet_id: id.get(),
+                },
+                Journal::Released(id) => Record::Released {
+                    client: client.clone(),
+                    packet_id: id.get(),
+                },
+                Journal::Done(message) => Record::Done {
+                    client: client.clone(),
+                    message,
+                },
+            };
+            broker.record(&record);
+        }
+        for id in released {
+            broker.record(&Record::InboundDone {
+                client: client.clone(),
+                packet_id: id.get(),
+            });
+        }
+    }
+
+    /// Writes what the state machine produced, or holds it until the store has made durable
+    /// everything recorded so far (see [`Driver::held`]).
     fn flush_transmit(&mut self) {
+        self.record_journal();
+        let packets = self.conn.take_transmit();
+        if packets.is_empty() {
+            return;
+        }
+        if let Some(rx) = &self.durable_rx {
+            let persistent = self.conn.session().is_some_and(|s| !s.clean);
+            if !self.held.is_empty() || packets.iter().any(|p| must_wait(p, persistent)) {
+                let lsn = self.shared.broker.store().last_appended();
+                if !self.held.is_empty() || rx.borrow().status(lsn) != Some(true) {
+                    self.held.push_back((lsn, packets));
+                    return;
+                }
+            }
+        }
+        self.write_packets(packets);
+    }
+
+    /// Writes the held packets whose store position is now durable. Where the store failed
+    /// (a full disk), acknowledgements become refusals: 0x97 in MQTT 5.0, and in 3.x, which
+    /// cannot refuse, the connection is closed instead.
+    fn release_held(&mut self) {
+        let Some(rx) = &mut self.durable_rx else {
+            return;
+        };
+        let durable = *rx.borrow_and_update();
+        while let Some((lsn, _)) = self.held.front() {
+            let Some(ok) = durable.status(*lsn) else {
+                break;
+            };
+            let Some((_, mut packets)) = self.held.pop_front() else {
+                break;
+            };
+            if !ok {
+                let v5 = self.conn.protocol().is_v5();
+                let mut refused = false;
+                for packet in &mut packets {
+                    match packet {
+                        Packet::PubAck(a) if a.reason.0 < 0x80 => {
+                            a.reason = ReasonCode::QUOTA_EXCEEDED;
+                            refused = true;
+                        }
+                        Packet::PubRec(a) if a.reason.0 < 0x80 => {
+                            a.reason = ReasonCode::QUOTA_EXCEEDED;
+                            refused = true;
+                            let id = a.packet_id;
+                            if let Some(s) = self.conn.session_mut() {
+                                s.inbound.on_pubrel(id);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if refused && !v5 {
+                    packets.retain(|p| !matches!(p, Packet::PubAck(_) | Packet::PubRec(_)));
+                    self.write_packets(packets);
+                    self.conn.close_unstorable();
+                    self.held.clear();
+                    let _ = self.conn.take_transmit();
+                    return;
+                }
+            }
+            self.write_packets(packets);
+        }
+    }
+
+    fn write_packets(&mut self, packets: Vec<Packet>) {
         let protocol = self.conn.protocol();
-        for packet in self.conn.take_transmit() {
+        for packet in packets {
             self.log_sent(&packet);
             self.shared.broker.counters.packet_sent(&packet);
             // Packets the state machine builds are valid; one that cannot be encoded is
@@ -1042,6 +1232,7 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
             CloseReason::Refused(_) => line(" due to protocol error."),
             // Mosquitto words a disconnection by reload as an ordinary one.
             CloseReason::Revoked => line("."),
+            CloseReason::Unstorable => line(": its message could not be stored."),
             CloseReason::TakenOver | CloseReason::ServerShutdown => return,
         };
         log.connection(LogTypes::NOTICE, text);
@@ -1151,6 +1342,19 @@ fn authorised(listener: &ListenerSettings, connect: &pigeon_proto::Connect) -> b
             .as_ref()
             .is_some_and(|password| credentials.verify(username.as_str(), password)),
         _ => listener.allow_anonymous,
+    }
+}
+
+/// Most batches of packets held for the store before the connection stops reading.
+const MAX_HELD: usize = 1024;
+
+/// Waits for the store's durable position to move (never, without a store).
+async fn durable_changed(
+    rx: Option<&mut watch::Receiver<Durable>>,
+) -> Result<(), watch::error::RecvError> {
+    match rx {
+        Some(rx) => rx.changed().await,
+        None => std::future::pending().await,
     }
 }
 

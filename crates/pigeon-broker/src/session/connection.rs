@@ -131,6 +131,10 @@ pub enum CloseReason {
     Revoked,
     /// The broker is shutting down.
     ServerShutdown,
+    /// The broker cannot store the client's message (a full disk), and an MQTT 3.x
+    /// acknowledgement cannot say so: the connection is closed rather than the message
+    /// acknowledged.
+    Unstorable,
 }
 
 impl CloseReason {
@@ -154,6 +158,7 @@ impl CloseReason {
             CloseReason::TakenOver => Some(ReasonCode::SESSION_TAKEN_OVER),
             CloseReason::ServerShutdown => Some(ReasonCode::SERVER_SHUTTING_DOWN),
             CloseReason::Revoked => Some(ReasonCode::NOT_AUTHORIZED),
+            CloseReason::Unstorable => Some(ReasonCode::QUOTA_EXCEEDED),
             CloseReason::Disconnected { .. }
             | CloseReason::ConnectTimeout
             | CloseReason::Refused(_) => None,
@@ -311,6 +316,11 @@ impl Connection {
     /// The session, while connected.
     pub fn session(&self) -> Option<&Session> {
         self.session.as_ref()
+    }
+
+    /// The session, to change (the store's journals are taken from it).
+    pub fn session_mut(&mut self) -> Option<&mut Session> {
+        self.session.as_mut()
     }
 
     /// Whether the connection has ended.
@@ -1046,6 +1056,32 @@ impl Connection {
             }
             QoS::AtMostOnce => {}
         }
+    }
+
+    /// The broker cannot store a message from [`Event::Publish`] (a full disk): MQTT 5.0 is
+    /// answered with 0x97 Quota exceeded, and MQTT 3.x, whose acknowledgements cannot refuse,
+    /// is disconnected so that the client sends the message again later. Either way a QoS 2
+    /// exchange is over: the message is not held as received.
+    pub fn refuse_publish(&mut self, ack: Option<(PacketId, QoS)>) {
+        let Some((id, qos)) = ack else {
+            return;
+        };
+        if qos == QoS::ExactlyOnce
+            && let Some(session) = &mut self.session
+        {
+            session.inbound.on_pubrel(id);
+        }
+        if self.protocol.is_v5() {
+            self.acknowledge(id, qos, ReasonCode::QUOTA_EXCEEDED);
+        } else {
+            self.close(CloseReason::Unstorable);
+        }
+    }
+
+    /// Closes the connection because what it was acknowledged for could not be stored
+    /// (MQTT 3.x: see [`refuse_publish`](Self::refuse_publish)).
+    pub fn close_unstorable(&mut self) {
+        self.close(CloseReason::Unstorable);
     }
 
     /// The broker routed a message from [`Event::Publish`]: sends its PUBACK or PUBREC, with

@@ -14,6 +14,8 @@ use pigeon_proto::PacketId;
 #[derive(Debug, Default, Clone)]
 pub struct Inbound {
     awaiting_pubrel: HashSet<PacketId>,
+    /// Identifiers released since the store last looked; `None` when nothing is stored.
+    released: Option<Vec<PacketId>>,
 }
 
 impl Inbound {
@@ -33,7 +35,31 @@ impl Inbound {
     /// the answer is PUBCOMP either way (in MQTT 5.0 with 0x92 Packet Identifier not found when
     /// it was not).
     pub fn on_pubrel(&mut self, id: PacketId) -> bool {
-        self.awaiting_pubrel.remove(&id)
+        let known = self.awaiting_pubrel.remove(&id);
+        if known && let Some(released) = &mut self.released {
+            released.push(id);
+        }
+        known
+    }
+
+    /// Starts (or stops) noting released identifiers for the store to record.
+    pub fn set_journal(&mut self, on: bool) {
+        if on != self.released.is_some() {
+            self.released = on.then(Vec::new);
+        }
+    }
+
+    /// Takes the identifiers released since the last call.
+    pub fn take_released(&mut self) -> Vec<PacketId> {
+        self.released
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Identifiers waiting for PUBREL, in no particular order.
+    pub fn ids(&self) -> impl Iterator<Item = PacketId> + '_ {
+        self.awaiting_pubrel.iter().copied()
     }
 
     /// Whether `id` waits for PUBREL.

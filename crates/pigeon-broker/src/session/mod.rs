@@ -30,7 +30,7 @@ use pigeon_proto::{MqttString, Protocol, SubscriptionOptions, TopicFilter};
 pub use self::connection::{CloseReason, Connection, ConnectionSettings, Event, Violation};
 pub use self::enhanced_auth::{AuthExchange, AuthMethod, AuthMethods, AuthStep};
 pub use self::inbound::Inbound;
-pub use self::outbound::{AckError, Link, Outbound, OutboundLimits, Pushed};
+pub use self::outbound::{AckError, Journal, Link, Outbound, OutboundLimits, Pushed};
 
 /// The value the subscription index keeps per subscriber and filter.
 pub type SubscriptionEntry = (SubscriptionOptions, Option<SubscriptionId>);

@@ -71,6 +71,17 @@ pub enum Pushed {
     Discarded,
 }
 
+/// A change to a held message that the store records (see [`Outbound::set_journal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Journal {
+    /// The stored message went in flight under this identifier.
+    Sent(u64, PacketId),
+    /// PUBREC came for the QoS 2 message in flight under this identifier.
+    Released(PacketId),
+    /// The stored message is done with: acknowledged, dropped, expired or sent at QoS 0.
+    Done(u64),
+}
+
 /// Why an acknowledgement did not fit the client's in-flight state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckError {
@@ -119,6 +130,8 @@ pub struct Outbound {
     dropped: u64,
     expired: u64,
     oversize: u64,
+    /// Changes to stored messages, for the store; `None` when nothing is stored.
+    journal: Option<Vec<Journal>>,
 }
 
 impl Outbound {
@@ -127,6 +140,68 @@ impl Outbound {
         Outbound {
             limits,
             ..Self::default()
+        }
+    }
+
+    /// Starts (or stops) noting changes to stored messages for the store to record.
+    pub fn set_journal(&mut self, on: bool) {
+        if on != self.journal.is_some() {
+            self.journal = on.then(Vec::new);
+        }
+    }
+
+    /// Takes the changes noted since the last call.
+    pub fn take_journal(&mut self) -> Vec<Journal> {
+        self.journal
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    fn note_done(&mut self, delivery: &Delivery) {
+        if let (Some(journal), Some(&id)) = (&mut self.journal, delivery.message.store_id.get()) {
+            journal.push(Journal::Done(id));
+        }
+    }
+
+    /// What the session holds, in order: those in flight (with their identifier and whether
+    /// PUBREC came), then those queued.
+    pub fn held(&self) -> impl Iterator<Item = (&Delivery, Option<(PacketId, bool)>)> {
+        self.inflight
+            .values()
+            .map(|f| (&f.delivery, Some((f.id, f.stage == Stage::Released))))
+            .chain(self.queue.iter().map(|d| (d, None)))
+    }
+
+    /// Puts back a delivery held before a restart: in flight under its identifier (and
+    /// released when PUBREC had come), or queued. Limits are not applied: it was accepted.
+    pub fn restore(&mut self, delivery: Delivery, inflight: Option<(PacketId, bool)>) {
+        let size = delivery.message.size();
+        match inflight {
+            Some((id, released)) if !self.ids.contains_key(&id) => {
+                let stage = match (delivery.qos, released) {
+                    (_, true) => Stage::Released,
+                    (QoS::ExactlyOnce, false) => Stage::Qos2Sent,
+                    _ => Stage::Qos1Sent,
+                };
+                self.inflight_bytes += size;
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.ids.insert(id, seq);
+                self.inflight.insert(
+                    seq,
+                    InFlight {
+                        id,
+                        stage,
+                        delivery,
+                    },
+                );
+                self.next_id = Some(id.next());
+            }
+            _ => {
+                self.queued_bytes += size;
+                self.queue.push_back(delivery);
+            }
         }
     }
 
@@ -209,6 +284,7 @@ impl Outbound {
     /// for an offline client and nothing is sent).
     pub fn push(&mut self, delivery: Delivery, link: Link, now: Instant) -> Pushed {
         if matches!(link, Link::Online { .. }) && self.undeliverable(&delivery, now) {
+            self.note_done(&delivery);
             return Pushed::Discarded;
         }
         if delivery.qos == QoS::AtMostOnce {
@@ -218,8 +294,10 @@ impl Outbound {
                         && backlog >= self.limits.max_queued_messages
                     {
                         self.dropped += 1;
+                        self.note_done(&delivery);
                         Pushed::Dropped
                     } else {
+                        self.note_done(&delivery);
                         Pushed::Send(delivery.to_publish(None, false, now))
                     }
                 }
@@ -247,6 +325,7 @@ impl Outbound {
             && self.queued_bytes + size > self.limits.max_queued_bytes;
         if count_full || bytes_full {
             self.dropped += 1;
+            self.note_done(&delivery);
             return Pushed::Dropped;
         }
         self.queued_bytes += size;
@@ -285,6 +364,10 @@ impl Outbound {
             Stage::Qos1Sent
         };
         self.inflight_bytes += delivery.message.size();
+        if let (Some(journal), Some(&stored)) = (&mut self.journal, delivery.message.store_id.get())
+        {
+            journal.push(Journal::Sent(stored, id));
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         self.ids.insert(id, seq);
@@ -325,9 +408,11 @@ impl Outbound {
             };
             self.queued_bytes -= size;
             if self.undeliverable(&delivery, now) {
+                self.note_done(&delivery);
                 continue;
             }
             if delivery.qos == QoS::AtMostOnce {
+                self.note_done(&delivery);
                 out.push(delivery.to_publish(None, false, now));
             } else {
                 out.push(self.start(delivery, now));
@@ -341,6 +426,7 @@ impl Outbound {
             && let Some(done) = self.inflight.remove(&seq)
         {
             self.inflight_bytes -= done.delivery.message.size();
+            self.note_done(&done.delivery);
         }
     }
 
@@ -381,8 +467,13 @@ impl Outbound {
     ) -> Result<Vec<Packet>, AckError> {
         match self.stage_of(id)? {
             Stage::Qos2Sent | Stage::Released if !failed => {
-                if let Some(f) = self.ids.get(&id).and_then(|s| self.inflight.get_mut(s)) {
+                if let Some(f) = self.ids.get(&id).and_then(|s| self.inflight.get_mut(s))
+                    && f.stage == Stage::Qos2Sent
+                {
                     f.stage = Stage::Released;
+                    if let Some(journal) = &mut self.journal {
+                        journal.push(Journal::Released(id));
+                    }
                 }
                 Ok(vec![Packet::PubRel(PubRel::new(id))])
             }

@@ -1705,3 +1705,42 @@ fn auth_without_a_method_in_connect_is_a_protocol_error() {
         [ReasonCode::PROTOCOL_ERROR]
     );
 }
+
+// Persistence with a full disk: a message that cannot be stored is refused rather than
+// acknowledged. MQTT 5.0 says so with 0x97 Quota exceeded (PUBACK and PUBREC may carry it);
+// MQTT 3.1.1 acknowledgements cannot refuse, so the connection is closed instead and the
+// client sends the message again later. Either way a QoS 2 message is not held as received:
+// sent again, it is routed.
+#[test]
+fn a_message_that_cannot_be_stored_is_refused_not_acknowledged() {
+    for (protocol, connect) in [(Protocol::V5, v5("c", 0)), (Protocol::V311, v311("c", 0))] {
+        for qos in [QoS::AtLeastOnce, QoS::ExactlyOnce] {
+            let mut conn = connected(connect.clone(), t0());
+            let _ = conn.take_transmit();
+            conn.handle_packet(Packet::Publish(publish("t", qos, Some(7), b"x")), t0());
+            let Some(Event::Publish { ack, .. }) = conn.poll_event() else {
+                panic!("a PUBLISH to route");
+            };
+            conn.refuse_publish(ack);
+            let sent = conn.take_transmit();
+            if protocol.is_v5() {
+                let reason = match sent.as_slice() {
+                    [Packet::PubAck(a)] => a.reason,
+                    [Packet::PubRec(r)] => r.reason,
+                    other => panic!("one refusing acknowledgement: {other:?}"),
+                };
+                assert_eq!(reason, ReasonCode::QUOTA_EXCEEDED);
+            } else {
+                assert!(sent.is_empty(), "no acknowledgement in 3.1.1: {sent:?}");
+                assert_eq!(close_reason(&mut conn), Some(CloseReason::Unstorable));
+                continue;
+            }
+            // Sent again, the message is routed again: nothing of it was kept.
+            conn.handle_packet(Packet::Publish(publish("t", qos, Some(7), b"x")), t0());
+            assert!(
+                matches!(conn.poll_event(), Some(Event::Publish { .. })),
+                "{protocol:?} {qos:?}"
+            );
+        }
+    }
+}

@@ -138,8 +138,13 @@ async fn serve(
             .map_err(|e| anyhow::anyhow!("Unable to write pid file {}: {e}", pid_file.display()))?;
     }
     let log_file = settings.log.dest.file.clone();
+    let persistence_dir = settings.persistence.as_ref().map(|p| p.layout.dir.clone());
     let server = Server::start_with_log(settings, Arc::clone(&log)).await?;
-    drop_privileges(&config.user, log_file.as_deref())?;
+    drop_privileges(
+        &config.user,
+        log_file.as_deref(),
+        persistence_dir.as_deref(),
+    )?;
     // Read at start with the privileges the broker started with, the password and ACL files
     // are read again by each reload with those it runs with: as in Mosquitto, which reads
     // them after giving up root, they must be readable by `user`. Checked now rather than
@@ -294,7 +299,11 @@ async fn shutdown_signal() {
 /// When running as root, switches to `user` (`user` directive, default `mosquitto`), or to
 /// `nobody` if that user does not exist, as Mosquitto does. Does nothing otherwise.
 /// The log file, opened while still root, is given to that user so that SIGHUP can reopen it.
-fn drop_privileges(user: &str, log_file: Option<&Path>) -> anyhow::Result<()> {
+fn drop_privileges(
+    user: &str,
+    log_file: Option<&Path>,
+    persistence_dir: Option<&Path>,
+) -> anyhow::Result<()> {
     use nix::unistd::{Uid, User, setgid, setgroups, setuid};
 
     if !Uid::effective().is_root() || user.is_empty() {
@@ -314,6 +323,18 @@ fn drop_privileges(user: &str, log_file: Option<&Path>) -> anyhow::Result<()> {
     if let Some(path) = log_file {
         // Best effort: a file on a read-only or foreign file system stays as it is.
         let _ = std::os::unix::fs::chown(path, Some(found.uid.as_raw()), Some(found.gid.as_raw()));
+    }
+    if let Some(dir) = persistence_dir {
+        // The store goes on writing there (new log segments, snapshots) as `user`: the
+        // directory and what the broker opened in it become `user`'s, as the log file does.
+        // Best effort, like the log file: an error shows when the store next writes.
+        let owner = (Some(found.uid.as_raw()), Some(found.gid.as_raw()));
+        let _ = std::os::unix::fs::chown(dir, owner.0, owner.1);
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let _ = std::os::unix::fs::chown(entry.path(), owner.0, owner.1);
+            }
+        }
     }
     setgroups(&[found.gid])
         .and_then(|()| setgid(found.gid))
