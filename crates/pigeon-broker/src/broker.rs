@@ -19,13 +19,16 @@ use std::time::{Duration, Instant};
 
 use pigeon_proto::properties::SubscriptionId;
 use pigeon_proto::{MqttString, Packet, Protocol, QoS, RetainHandling, TopicFilter};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::message::{Delivery, Message};
 use crate::router::{RetainSource, RetainedStore, SubscriptionTree};
 use crate::session::{Link, OutboundLimits, Pushed, Session, Subscription, SubscriptionEntry};
 
 pub mod inspect;
+mod mailbox;
+
+pub use self::mailbox::{Mailbox, MailboxReceiver, SendError, mailbox};
 
 /// What the router sends a connected client's task.
 #[derive(Debug)]
@@ -122,9 +125,6 @@ pub fn will_due(
     }
     now.checked_add(delay)
 }
-
-/// The sending half of a connection's mailbox.
-pub type Mailbox = mpsc::Sender<Mail>;
 
 /// The broker-wide settings routing needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -961,7 +961,7 @@ mod tests {
 
     /// Connects `client` with a persistent session subscribed to `f`, then disconnects it.
     fn subscribe_and_leave(b: &Broker, client: &str, f: &str, at: Instant) {
-        let (tx, _rx) = mpsc::channel(8);
+        let (tx, _rx) = mailbox(8);
         let generation = b.next_generation();
         let Claim::Fresh(mut session) = b.claim(&id(client), Protocol::V311, false, tx, generation)
         else {
@@ -986,7 +986,7 @@ mod tests {
         assert_eq!(b.publish(&message("a/b", QoS::AtLeastOnce, false, b"1")), 1);
         assert_eq!(b.publish(&message("a/c", QoS::ExactlyOnce, false, b"2")), 1);
         b.publish(&message("a/d", QoS::AtMostOnce, false, b"3"));
-        let (tx, _rx) = mpsc::channel(8);
+        let (tx, _rx) = mailbox(8);
         let Claim::Resumed(session) = b.claim(&id("c1"), Protocol::V311, false, tx, 99) else {
             panic!("clean session 0 resumes the stored session");
         };
@@ -1038,7 +1038,7 @@ mod tests {
             b.publish(&message("b", QoS::AtLeastOnce, false, b"1"));
         }
         let held = |client: &str| {
-            let (tx, _rx) = mpsc::channel(8);
+            let (tx, _rx) = mailbox(8);
             let Claim::Resumed(s) = b.claim(&id(client), Protocol::V311, false, tx, 99) else {
                 panic!("{client} resumes");
             };
@@ -1057,15 +1057,15 @@ mod tests {
     #[test]
     fn connected_clients_hear_of_new_settings() {
         let b = broker();
-        let (tx, mut rx) = mpsc::channel(8);
+        let (tx, mut rx) = mailbox(8);
         let generation = b.next_generation();
         let Claim::Fresh(_) = b.claim(&id("c"), Protocol::V311, true, tx, generation) else {
             panic!("fresh");
         };
         subscribe_and_leave(&b, "away", "x", clock::now());
         b.notify_settings_changed();
-        assert!(matches!(rx.try_recv(), Ok(Mail::SettingsChanged)));
-        assert!(rx.try_recv().is_err());
+        assert!(matches!(rx.try_recv(), Some(Mail::SettingsChanged)));
+        assert!(rx.try_recv().is_none());
     }
 
     // check_retain_source: a retained message whose publisher may no longer write there is

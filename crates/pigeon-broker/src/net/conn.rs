@@ -8,8 +8,8 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::BytesMut;
 use pigeon_proto::{
@@ -18,12 +18,12 @@ use pigeon_proto::{
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::sleep_until;
+use tokio::sync::{oneshot, watch};
+use tokio::time::{Sleep, sleep_until};
 
 use crate::auth::ClientAccess;
 use crate::auth::acl::Verdict;
-use crate::broker::{Claim, Mail, will_due};
+use crate::broker::{Claim, Mail, MailboxReceiver, will_due};
 use crate::clock;
 use crate::config::LogTypes;
 use crate::message::Message;
@@ -45,16 +45,62 @@ struct Identity {
     username: Option<String>,
 }
 
-/// Serves one accepted TCP connection until it ends, with the settings in force when it was
-/// accepted, and those of each later reload. On a TLS listener, the handshake comes first,
-/// here in the connection's task, within the connect timeout.
-pub async fn serve_connection(
+/// Serves one accepted TCP connection in a task of its own until it ends, holding `guard`
+/// as long (see [`serve_connection`]). A plain TCP connection's task is the driver itself,
+/// with no layer of setup around it: that future is what every idle connection costs.
+pub(crate) fn spawn_connection<G: Send + 'static>(
     shared: Arc<Shared>,
     listener: Arc<ListenerShared>,
     stream: TcpStream,
     peer: SocketAddr,
+    guard: G,
 ) {
     let accepted = clock::now();
+    let (settings_rx, settings) = begin(&shared, &listener, &stream, peer);
+    let listener_settings = &settings.listeners[listener.index];
+    if listener_settings.tls.is_none() && listener_settings.websockets.is_none() {
+        let (reader, writer) = stream.into_split();
+        let io = Io {
+            reader,
+            writer,
+            cert_username: None,
+        };
+        let task = drive(
+            shared,
+            listener,
+            settings,
+            settings_rx,
+            io,
+            peer,
+            accepted,
+            guard,
+        );
+        tokio::spawn(task);
+    } else {
+        tokio::spawn(async move {
+            let _guard = guard;
+            serve_stream(
+                shared,
+                listener,
+                settings,
+                settings_rx,
+                stream,
+                peer,
+                accepted,
+            )
+            .await;
+        });
+    }
+}
+
+/// What every new connection starts with: the settings in force (and a receiver for later
+/// reloads), `TCP_NODELAY` as configured, and the log line.
+fn begin(
+    shared: &Shared,
+    listener: &ListenerShared,
+    stream: &TcpStream,
+    peer: SocketAddr,
+) -> (watch::Receiver<Arc<ServerSettings>>, Arc<ServerSettings>) {
     let port = listener.port;
     let settings_rx = shared.settings.subscribe();
     let settings = Arc::clone(&settings_rx.borrow());
@@ -69,6 +115,42 @@ pub async fn serve_connection(
             peer.port()
         ),
     );
+    (settings_rx, settings)
+}
+
+/// Serves one accepted TCP connection until it ends, with the settings in force when it was
+/// accepted, and those of each later reload. On a TLS listener, the handshake comes first,
+/// here in the connection's task, within the connect timeout.
+pub async fn serve_connection(
+    shared: Arc<Shared>,
+    listener: Arc<ListenerShared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let accepted = clock::now();
+    let (settings_rx, settings) = begin(&shared, &listener, &stream, peer);
+    serve_stream(
+        shared,
+        listener,
+        settings,
+        settings_rx,
+        stream,
+        peer,
+        accepted,
+    )
+    .await;
+}
+
+/// [`serve_connection`] once [`begin`] is done.
+async fn serve_stream(
+    shared: Arc<Shared>,
+    listener: Arc<ListenerShared>,
+    settings: Arc<ServerSettings>,
+    settings_rx: watch::Receiver<Arc<ServerSettings>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    accepted: std::time::Instant,
+) {
     let listener_settings = &settings.listeners[listener.index];
     let Some(tls) = listener_settings.tls.clone() else {
         let (reader, writer) = stream.into_split();
@@ -77,7 +159,31 @@ pub async fn serve_connection(
             writer,
             cert_username: None,
         };
-        return serve_io(shared, listener, settings, settings_rx, io, peer, accepted).await;
+        if listener_settings.websockets.is_none() {
+            // The common case, and the one whose future every idle connection carries: the
+            // driver is awaited right here, with no other layer's state around it.
+            return drive(
+                shared,
+                listener,
+                settings,
+                settings_rx,
+                io,
+                peer,
+                accepted,
+                (),
+            )
+            .await;
+        }
+        return Box::pin(serve_io(
+            shared,
+            listener,
+            settings,
+            settings_rx,
+            io,
+            peer,
+            accepted,
+        ))
+        .await;
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config));
     let patience = listener_settings.connection.connect_timeout;
@@ -145,7 +251,17 @@ async fn serve_io<R: ReadSide, W: WriteSide>(
 ) {
     let listener_settings = &settings.listeners[listener.index];
     let Some(ws) = listener_settings.websockets.clone() else {
-        return drive(shared, listener, settings, settings_rx, io, peer, accepted).await;
+        return drive(
+            shared,
+            listener,
+            settings,
+            settings_rx,
+            io,
+            peer,
+            accepted,
+            (),
+        )
+        .await;
     };
     let patience = listener_settings.connection.connect_timeout;
     let upgraded = super::ws::accept(&shared.log, &ws, io.reader, io.writer, peer, patience);
@@ -165,6 +281,7 @@ async fn serve_io<R: ReadSide, W: WriteSide>(
         io,
         peer,
         accepted,
+        (),
     ))
     .await;
 }
@@ -178,7 +295,10 @@ struct Io<R, W> {
     cert_username: Option<Option<String>>,
 }
 
-async fn drive<R: ReadSide, W: WriteSide>(
+/// The future that serves a connection once its byte stream is ready. Not an `async fn`:
+/// what it is given goes into the driver, not also into a frame of its own.
+#[allow(clippy::too_many_arguments)]
+fn drive<R: ReadSide, W: WriteSide, G: Send + 'static>(
     shared: Arc<Shared>,
     listener: Arc<ListenerShared>,
     settings: Arc<ServerSettings>,
@@ -186,8 +306,9 @@ async fn drive<R: ReadSide, W: WriteSide>(
     io: Io<R, W>,
     peer: SocketAddr,
     accepted: std::time::Instant,
-) {
-    let (tx, rx) = mpsc::channel(mailbox_capacity(settings.routing.outbound));
+    guard: G,
+) -> impl Future<Output = ()> + Send {
+    let rx = MailboxReceiver::new(mailbox_capacity(settings.routing.outbound));
     let connection = settings.listeners[listener.index].connection.clone();
     let mut driver = Driver {
         conn: Connection::new(connection, accepted),
@@ -199,7 +320,7 @@ async fn drive<R: ReadSide, W: WriteSide>(
         reader: io.reader,
         writer: io.writer,
         unflushed: false,
-        cert_username: io.cert_username,
+        cert_username: io.cert_username.map(Box::new),
         peer,
         rbuf: BytesMut::new(),
         wbuf: BytesMut::new(),
@@ -207,8 +328,15 @@ async fn drive<R: ReadSide, W: WriteSide>(
         takeover_reply: None,
         ending: None,
         ack_rc: None,
+        timer: None,
     };
-    driver.run(tx, rx).await;
+    // The driver lives in this block's captures, used in place: an `async fn` taking it by
+    // value would hold it twice (its argument, and the local the argument is moved into).
+    async move {
+        // Held, not moved: moving it into a local would keep it twice.
+        let _ = &guard;
+        driver.run(rx).await;
+    }
 }
 
 /// The reading half of a connection.
@@ -227,26 +355,34 @@ pub(super) trait WriteSide: AsyncWrite + Send + Unpin + 'static {
 }
 
 impl ReadSide for OwnedReadHalf {
-    /// Waits for the socket to be readable without holding a buffer: an idle connection owns
-    /// none. Only once bytes are there is room made for them (and the caller gives it back as
-    /// soon as every complete packet in it is decoded).
-    async fn read_some(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        loop {
-            self.readable().await?;
-            if buf.capacity() - buf.len() < READ_CHUNK {
+    /// Waits for bytes without holding a buffer: an idle connection owns none. The wait is
+    /// `poll_read` into a buffer on the stack, which parks the task in the socket's own
+    /// reader slot; `readable()` would put a waiter node (some 200 bytes) into the future of
+    /// every idle connection. Once bytes are there, room is made for them in `buf` (and the
+    /// caller gives it back as soon as every complete packet in it is decoded); when the
+    /// stack buffer came back full, what else is ready is read straight into `buf`.
+    fn read_some<'a>(
+        &'a mut self,
+        buf: &'a mut BytesMut,
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a {
+        std::future::poll_fn(move |cx| {
+            use tokio::io::{AsyncRead, ReadBuf};
+            let mut stack = [0u8; READ_CHUNK];
+            let mut read = ReadBuf::new(&mut stack);
+            std::task::ready!(Pin::new(&mut *self).poll_read(cx, &mut read))?;
+            let mut n = read.filled().len();
+            buf.reserve(READ_CHUNK.max(n));
+            buf.extend_from_slice(read.filled());
+            if n == READ_CHUNK {
                 buf.reserve(READ_CHUNK);
-            }
-            match self.try_read_buf(buf) {
-                // A spurious wake-up (a new socket reports one): nothing to read after all.
-                // Give the room back before waiting again.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if buf.is_empty() {
-                        *buf = BytesMut::new();
-                    }
+                match self.try_read_buf(buf) {
+                    Ok(more) => n += more,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return std::task::Poll::Ready(Err(e)),
                 }
-                result => return result,
             }
-        }
+            std::task::Poll::Ready(Ok(n))
+        })
     }
 }
 
@@ -272,13 +408,21 @@ impl WriteSide for WriteHalf<TlsStream> {
 
 /// Writes some of `buf`, or flushes when it is empty: the bytes written, and whether this
 /// was a flush.
-async fn write_out<W: WriteSide>(writer: &mut W, buf: &mut BytesMut) -> io::Result<(usize, bool)> {
-    if buf.is_empty() {
-        writer.flush().await?;
-        Ok((0, true))
-    } else {
-        Ok((writer.write_buf(buf).await?, false))
-    }
+/// (A `poll_fn` rather than an `async fn` over `write_buf` and `flush`: its future, part of
+/// every connection's, is two references.)
+fn write_out<'a, W: WriteSide>(
+    writer: &'a mut W,
+    buf: &'a mut BytesMut,
+) -> impl Future<Output = io::Result<(usize, bool)>> + Send + 'a {
+    std::future::poll_fn(move |cx| {
+        if buf.is_empty() {
+            std::task::ready!(Pin::new(&mut *writer).poll_flush(cx))?;
+            return std::task::Poll::Ready(Ok((0, true)));
+        }
+        let n = std::task::ready!(Pin::new(&mut *writer).poll_write(cx, buf))?;
+        bytes::Buf::advance(buf, n);
+        std::task::Poll::Ready(Ok((n, false)))
+    })
 }
 
 struct Driver<R, W> {
@@ -293,8 +437,8 @@ struct Driver<R, W> {
     writer: W,
     /// Whether bytes written may wait in a buffer below (TLS) for a flush.
     unflushed: bool,
-    /// See [`Io::cert_username`].
-    cert_username: Option<Option<String>>,
+    /// See [`Io::cert_username`] (boxed: only TLS listeners with certificate usernames have it).
+    cert_username: Option<Box<Option<String>>>,
     peer: SocketAddr,
     conn: Connection,
     decoder: Decoder,
@@ -307,6 +451,22 @@ struct Driver<R, W> {
     /// The reason code the log gives the acknowledgement being sent (149 for a message
     /// dropped as too large, as Mosquitto says even in 3.1.1, where the packet has none).
     ack_rc: Option<u8>,
+    /// The timer for the state machine's deadline: only while there is one (a client with
+    /// Keep Alive 0 has none once connected), and on the heap so that a connection without
+    /// one does not carry its room.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+/// What woke a connection's task.
+enum Woke {
+    /// Bytes were read (this many).
+    Read(usize),
+    /// The state machine's deadline passed.
+    Timeout,
+    /// The peer closed the connection, or it failed.
+    Closed,
+    /// Handled already (a write, mail).
+    Done,
 }
 
 /// How Mosquitto words the end of a connection over a protocol violation.
@@ -379,68 +539,80 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
             .map_or("<unknown>", |i| i.client_id.as_str())
     }
 
-    async fn run(&mut self, mailbox: mpsc::Sender<Mail>, mut rx: mpsc::Receiver<Mail>) {
+    async fn run(&mut self, mut rx: MailboxReceiver) {
         let mut peer_closed = false;
         loop {
             // One atomic load: whether a reload replaced the settings.
             if self.settings_rx.has_changed().unwrap_or(false) {
                 self.reconfigure();
-                self.handle_events(&mailbox).await;
+                Box::pin(self.handle_events(&rx)).await;
             }
             self.flush_transmit();
             if self.conn.is_closed() {
                 break;
             }
-            let deadline = self.conn.poll_timeout();
+            self.arm_timer(self.conn.poll_timeout());
+            let timed = self.timer.is_some();
             let active = self.identity.is_some() && !self.conn.is_connecting();
             let can_read = !self.conn.is_connecting() && self.wbuf.len() < WRITE_HIGH_WATER;
             let can_take_mail = active && self.wbuf.len() < WRITE_HIGH_WATER;
-            tokio::select! {
-                read = self.reader.read_some(&mut self.rbuf), if can_read => {
-                    match read {
-                        Ok(0) | Err(_) => {
-                            peer_closed = true;
-                            break;
-                        }
-                        Ok(n) => {
-                            self.shared.broker.counters.bytes_read(n);
-                            self.decode_all(&mailbox).await;
-                        }
-                    }
-                    if self.rbuf.is_empty() {
-                        self.rbuf = BytesMut::new();
-                    }
+            // The select only says what woke the connection; what takes an `.await` is done
+            // after it, once its futures are dropped, so that the connection's future holds
+            // either those futures or the handling, not both.
+            let woke = tokio::select! {
+                read = self.reader.read_some(&mut self.rbuf), if can_read => match read {
+                    Ok(0) | Err(_) => Woke::Closed,
+                    Ok(n) => Woke::Read(n),
                 },
                 written = write_out(&mut self.writer, &mut self.wbuf),
                     if !self.wbuf.is_empty() || self.unflushed =>
                 {
-                    let Ok((n, flushed)) = written else {
-                        peer_closed = true;
-                        break;
-                    };
-                    self.unflushed = W::BUFFERED && !flushed;
-                    if n > 0 {
-                        self.shared.broker.counters.bytes_written(n);
-                    }
-                    if self.wbuf.is_empty() {
-                        // Drained: give the write buffer back too.
-                        self.wbuf = BytesMut::new();
-                    }
-                }
-                mail = rx.recv(), if can_take_mail => {
-                    if let Some(mail) = mail {
-                        self.handle_mail(mail);
-                        // Drain what else is waiting, then write once.
-                        while self.wbuf.len() < WRITE_HIGH_WATER && !self.conn.is_closed() {
-                            let Ok(mail) = rx.try_recv() else { break };
-                            self.handle_mail(mail);
+                    match written {
+                        Ok((n, flushed)) => {
+                            self.unflushed = W::BUFFERED && !flushed;
+                            if n > 0 {
+                                self.shared.broker.counters.bytes_written(n);
+                            }
+                            if self.wbuf.is_empty() {
+                                // Drained: give the write buffer back too.
+                                self.wbuf = BytesMut::new();
+                            }
+                            Woke::Done
                         }
+                        Err(_) => Woke::Closed,
                     }
                 }
-                () = sleep_until(deadline.unwrap_or_else(far_future).into()), if deadline.is_some() => {
-                    self.conn.handle_timeout(clock::now());
-                    self.handle_events(&mailbox).await;
+                // Mail is waited for, not taken, here: the future of an idle connection holds
+                // no room for a `Mail`.
+                _ = rx.ready(), if can_take_mail => {
+                    // Take what is waiting, then write once.
+                    while self.wbuf.len() < WRITE_HIGH_WATER && !self.conn.is_closed() {
+                        let Some(mail) = rx.try_recv() else { break };
+                        self.handle_mail(mail);
+                    }
+                    Woke::Done
                 }
+                () = expiry(&mut self.timer), if timed => Woke::Timeout,
+            };
+            match woke {
+                Woke::Closed => {
+                    peer_closed = true;
+                    break;
+                }
+                Woke::Read(n) => {
+                    self.shared.broker.counters.bytes_read(n);
+                    self.decode_all(&rx).await;
+                    if self.rbuf.is_empty() {
+                        // Nothing left to decode: give the buffers back until bytes arrive.
+                        self.rbuf = BytesMut::new();
+                        self.conn.release_idle_room();
+                    }
+                }
+                Woke::Timeout => {
+                    self.conn.handle_timeout(clock::now());
+                    Box::pin(self.handle_events(&rx)).await;
+                }
+                Woke::Done => {}
             }
         }
         // Say goodbye with whatever is queued (a CONNACK refusal, a DISCONNECT in 5.0).
@@ -451,6 +623,21 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
         }
         let _ = self.writer.shutdown().await;
         Box::pin(self.finish(peer_closed, rx)).await;
+    }
+
+    /// Sets the timer to `deadline`, creating it when there was none and dropping it when
+    /// there is none.
+    fn arm_timer(&mut self, deadline: Option<std::time::Instant>) {
+        match (deadline, &mut self.timer) {
+            (None, timer) => *timer = None,
+            (Some(at), Some(timer)) => {
+                let at = tokio::time::Instant::from_std(at);
+                if timer.deadline() != at {
+                    timer.as_mut().reset(at);
+                }
+            }
+            (Some(at), timer @ None) => *timer = Some(Box::pin(sleep_until(at.into()))),
+        }
     }
 
     /// Takes the settings a reload put in force. The packet size limit, the listener's
@@ -483,33 +670,50 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
     }
 
     /// Decodes and handles every complete packet in the read buffer.
-    async fn decode_all(&mut self, mailbox: &mpsc::Sender<Mail>) {
+    async fn decode_all(&mut self, mailbox: &MailboxReceiver) {
         while !self.conn.is_closed() && !self.conn.is_connecting() {
-            // The start of the packet, for the lines about one that cannot be read: its type,
-            // and before CONNECT is accepted, its protocol name.
-            let mut head = [0u8; HEAD_LEN];
-            let head_len = if self.identity.is_none() {
-                self.rbuf.len().min(HEAD_LEN)
-            } else {
-                self.rbuf.len().min(1)
+            // Decoding is a plain function: its locals (the packet, the head of a bad one) are
+            // not part of this future, which only holds what awaits the events.
+            let Some(decoded) = self.decode_one() else {
+                break;
             };
-            head[..head_len].copy_from_slice(&self.rbuf[..head_len]);
-            match self.decoder.decode(&mut self.rbuf) {
-                Ok(Some(packet)) => {
-                    self.log_received(&packet);
-                    self.shared.broker.counters.packet_received(&packet);
-                    self.conn.handle_packet(packet, clock::now());
-                    self.handle_events(mailbox).await;
-                    // Answers are logged right after what they answer, as Mosquitto does.
-                    self.flush_transmit();
-                    self.ending = None;
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    self.log_decode_error(error, &head[..head_len]);
-                    self.conn.handle_decode_error(error);
-                    self.handle_events(mailbox).await;
-                }
+            if let Some(connect) = self.handle_events_to_connect() {
+                // Once per connection: boxed, so that its state is no part of this future.
+                Box::pin(self.accept_connect(connect, mailbox)).await;
+            }
+            if decoded {
+                // Answers are logged right after what they answer, as Mosquitto does.
+                self.flush_transmit();
+                self.ending = None;
+            }
+        }
+    }
+
+    /// Decodes the next packet in the read buffer and hands it to the state machine:
+    /// `Some(true)` for a packet, `Some(false)` for one that could not be decoded (the state
+    /// machine was told), `None` when no complete packet is buffered.
+    fn decode_one(&mut self) -> Option<bool> {
+        // The start of the packet, for the lines about one that cannot be read: its type,
+        // and before CONNECT is accepted, its protocol name.
+        let mut head = [0u8; HEAD_LEN];
+        let head_len = if self.identity.is_none() {
+            self.rbuf.len().min(HEAD_LEN)
+        } else {
+            self.rbuf.len().min(1)
+        };
+        head[..head_len].copy_from_slice(&self.rbuf[..head_len]);
+        match self.decoder.decode(&mut self.rbuf) {
+            Ok(Some(packet)) => {
+                self.log_received(&packet);
+                self.shared.broker.counters.packet_received(&packet);
+                self.conn.handle_packet(packet, clock::now());
+                Some(true)
+            }
+            Ok(None) => None,
+            Err(error) => {
+                self.log_decode_error(error, &head[..head_len]);
+                self.conn.handle_decode_error(error);
+                Some(false)
             }
         }
     }
@@ -629,10 +833,31 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
         }
     }
 
-    async fn handle_events(&mut self, mailbox: &mpsc::Sender<Mail>) {
+    async fn handle_events(&mut self, mailbox: &MailboxReceiver) {
+        if let Some(connect) = self.handle_events_to_connect() {
+            Box::pin(self.accept_connect(connect, mailbox)).await;
+        }
+    }
+
+    /// Acts on a CONNECT, then on the events that follow it.
+    async fn accept_connect(
+        &mut self,
+        connect: Box<pigeon_proto::Connect>,
+        mailbox: &MailboxReceiver,
+    ) {
+        self.on_connect(*connect, mailbox).await;
+        while let Some(connect) = self.handle_events_to_connect() {
+            self.on_connect(*connect, mailbox).await;
+        }
+    }
+
+    /// Acts on the state machine's events up to a CONNECT, which is returned: accepting it
+    /// is the one step that may wait (for a connection it takes over). A plain function, so
+    /// that the events' locals are no part of the connection's future.
+    fn handle_events_to_connect(&mut self) -> Option<Box<pigeon_proto::Connect>> {
         while let Some(event) = self.conn.poll_event() {
             match event {
-                Event::Connect(connect) => Box::pin(self.on_connect(*connect, mailbox)).await,
+                Event::Connect(connect) => return Some(connect),
                 Event::Publish { message, ack } => {
                     // check_retain_source: a retained message remembers its publisher.
                     let source = (message.retain && self.settings.check_retain_source)
@@ -687,9 +912,10 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
                 }
             }
         }
+        None
     }
 
-    async fn on_connect(&mut self, connect: pigeon_proto::Connect, mailbox: &mpsc::Sender<Mail>) {
+    async fn on_connect(&mut self, connect: pigeon_proto::Connect, mailbox: &MailboxReceiver) {
         let shared = Arc::clone(&self.shared);
         let settings = Arc::clone(&self.settings);
         let listener = &settings.listeners[self.listener.index];
@@ -730,7 +956,7 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
         // certificate is the credential: its name is the username (for the ACL), the
         // password file is not consulted, and a client without such a name is refused.
         let username = match &self.cert_username {
-            Some(from_cert) => from_cert.clone().map(Some),
+            Some(from_cert) => Option::clone(from_cert).map(Some),
             None if authorised(listener, &connect) => {
                 Some(connect.username.as_ref().map(ToString::to_string))
             }
@@ -752,13 +978,13 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
         let protocol = connect.protocol;
         let claim = shared
             .broker
-            .claim(&client_id, protocol, clean, mailbox.clone(), generation);
+            .claim(&client_id, protocol, clean, mailbox.sender(), generation);
         let (mut session, present) = match claim {
             Claim::Resumed(session) => (session, true),
             Claim::Fresh(session) => (session, false),
             Claim::TakeOver(old) => {
                 let (tx, rx) = oneshot::channel();
-                let handed = if old.send(Mail::TakeOver(tx)).await.is_ok() {
+                let handed = if old.try_send(Mail::TakeOver(tx)).is_ok() {
                     rx.await.ok().flatten()
                 } else {
                     None
@@ -1045,7 +1271,7 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
 
     /// After the socket is done: publish the will if the ending calls for it, and give the
     /// session back to the registry (or to the connection that took it over).
-    async fn finish(&mut self, peer_closed: bool, mut rx: mpsc::Receiver<Mail>) {
+    async fn finish(&mut self, peer_closed: bool, mut rx: MailboxReceiver) {
         let reason = if peer_closed && !self.conn.is_closed() {
             self.shared.log.connection(
                 LogTypes::NOTICE,
@@ -1135,8 +1361,12 @@ fn authorised(listener: &ListenerSettings, connect: &pigeon_proto::Connect) -> b
     }
 }
 
-fn far_future() -> std::time::Instant {
-    clock::now() + Duration::from_secs(86_400 * 365)
+/// Waits for `timer` to expire; for ever when there is none.
+fn expiry(timer: &mut Option<Pin<Box<Sleep>>>) -> impl Future<Output = ()> + Send + '_ {
+    std::future::poll_fn(move |cx| match timer {
+        Some(sleep) => sleep.as_mut().poll(cx),
+        None => std::task::Poll::Pending,
+    })
 }
 
 #[cfg(test)]
@@ -1171,5 +1401,44 @@ mod tests {
         assert_eq!(protocol_number(Protocol::V31), 1);
         assert_eq!(protocol_number(Protocol::V311), 2);
         assert_eq!(protocol_number(Protocol::V5), 5);
+    }
+}
+
+#[cfg(test)]
+mod future_size {
+    use super::*;
+
+    /// The future that the task of a plain TCP connection is (see [`spawn_connection`]),
+    /// with a guard the size of the listener's connection slot. Never called: only its type
+    /// is wanted.
+    #[allow(unreachable_code, clippy::diverging_sub_expression)]
+    fn plain_tcp_connection() -> impl Future<Output = ()> {
+        if true {
+            unreachable!("only the type is used");
+        }
+        drive::<OwnedReadHalf, OwnedWriteHalf, Arc<()>>(
+            unreachable!(),
+            unreachable!(),
+            unreachable!(),
+            unreachable!(),
+            unreachable!(),
+            unreachable!(),
+            unreachable!(),
+            Arc::new(()),
+        )
+    }
+
+    fn size_of_output<F: Future>(_: fn() -> F) -> usize {
+        size_of::<F>()
+    }
+
+    /// Every idle connection holds this future in its tokio task, which adds 104 bytes of
+    /// header and trailer and rounds up to a multiple of 128: up to 920 bytes make a task of
+    /// 1 KiB. Large, rare steps (accepting a CONNECT, the end of the connection) are boxed
+    /// so that they do not count here; see `ARCHITECTURE.md`, "Memory per connection".
+    #[test]
+    fn the_task_of_an_idle_connection_fits_in_one_kib() {
+        let size = size_of_output(plain_tcp_connection);
+        assert!(size <= 920, "the connection future takes {size} bytes");
     }
 }

@@ -6,14 +6,15 @@
 //! message resent (DUP or not): it is answered with PUBREC and not routed a second time
 //! [MQTT-4.3.3-9] (3.1.1: [MQTT-4.3.3-2]).
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 
 use pigeon_proto::PacketId;
 
 /// Identifiers of QoS 2 messages received and acknowledged with PUBREC, waiting for PUBREL.
 #[derive(Debug, Default, Clone)]
 pub struct Inbound {
-    awaiting_pubrel: HashSet<PacketId>,
+    /// A `BTreeSet`: half the size of a `HashSet` in every session.
+    awaiting_pubrel: BTreeSet<PacketId>,
 }
 
 impl Inbound {
