@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -19,16 +19,17 @@ use super::Mail;
 
 struct Shared {
     state: Mutex<State>,
-    /// Deliveries that may wait at once.
-    capacity: usize,
     /// Live [`Mailbox`] handles; the receiver sees the end of the stream when none is left.
-    senders: AtomicUsize,
+    senders: AtomicU32,
 }
 
 struct State {
     queue: VecDeque<Mail>,
     /// Deliveries in `queue`.
-    deliveries: usize,
+    deliveries: u32,
+    /// Deliveries that may wait at once. (Here rather than beside the lock, and 32 bits
+    /// like the counts: a mailbox is 96 bytes, one per connected client.)
+    capacity: u32,
     /// The receiver, waiting for mail.
     waker: Option<Waker>,
     /// The receiver is gone: nothing more is accepted.
@@ -63,11 +64,11 @@ pub fn mailbox(capacity: usize) -> (Mailbox, MailboxReceiver) {
         state: Mutex::new(State {
             queue: VecDeque::new(),
             deliveries: 0,
+            capacity: u32::try_from(capacity.max(1)).unwrap_or(u32::MAX),
             waker: None,
             closed: false,
         }),
-        capacity: capacity.max(1),
-        senders: AtomicUsize::new(1),
+        senders: AtomicU32::new(1),
     });
     (Mailbox(Arc::clone(&shared)), MailboxReceiver(shared))
 }
@@ -83,7 +84,7 @@ impl Mailbox {
             return Err(SendError::Closed(mail));
         }
         if matches!(mail, Mail::Deliver(_)) {
-            if state.deliveries >= self.0.capacity {
+            if state.deliveries >= state.capacity {
                 return Err(SendError::Full(mail));
             }
             state.deliveries += 1;
@@ -100,7 +101,7 @@ impl Mailbox {
     /// Deliveries waiting to be taken.
     #[must_use]
     pub fn queued(&self) -> usize {
-        self.0.lock().deliveries
+        self.0.lock().deliveries as usize
     }
 }
 
@@ -126,7 +127,7 @@ impl Drop for Mailbox {
 impl std::fmt::Debug for Mailbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Mailbox")
-            .field("capacity", &self.0.capacity)
+            .field("capacity", &self.0.lock().capacity)
             .finish_non_exhaustive()
     }
 }
@@ -237,6 +238,12 @@ mod tests {
             false,
         );
         Mail::Deliver(Delivery::new(Arc::new(message), QoS::AtMostOnce, false))
+    }
+
+    #[test]
+    fn small() {
+        // One per connected client, next to its task: see ARCHITECTURE.md.
+        assert!(size_of::<Shared>() <= 80, "{}", size_of::<Shared>());
     }
 
     #[test]
