@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use pigeon_proto::properties::SubscriptionId;
 use pigeon_proto::{MqttString, Packet, Protocol, QoS, RetainHandling, TopicFilter};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::message::{Delivery, Message};
 use crate::router::{RetainSource, RetainedStore, SubscriptionTree};
@@ -28,6 +28,9 @@ use crate::store::restore::{self, Clocks};
 use crate::store::{MemoryStore, Record, Store, StoredState};
 
 pub mod inspect;
+mod mailbox;
+
+pub use self::mailbox::{Mailbox, MailboxReceiver, SendError, mailbox};
 
 /// What the router sends a connected client's task.
 #[derive(Debug)]
@@ -124,9 +127,6 @@ pub fn will_due(
     }
     now.checked_add(delay)
 }
-
-/// The sending half of a connection's mailbox.
-pub type Mailbox = mpsc::Sender<Mail>;
 
 /// The broker-wide settings routing needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -714,7 +714,7 @@ impl Broker {
         client_id: &MqttString,
         generation: u64,
         mut session: Option<Session>,
-        pending: Option<&mut mpsc::Receiver<Mail>>,
+        pending: Option<&mut MailboxReceiver>,
         now: Instant,
     ) -> Result<(), Option<Session>> {
         let mut clients = lock(&self.clients);
@@ -726,7 +726,7 @@ impl Broker {
             _ => return Err(session),
         }
         if let (Some(rx), Some(session)) = (pending, session.as_mut()) {
-            while let Ok(mail) = rx.try_recv() {
+            while let Some(mail) = rx.try_recv() {
                 if let Mail::Deliver(delivery) = mail {
                     Self::queue_offline(session, delivery, now);
                 }
@@ -1395,7 +1395,7 @@ mod tests {
 
     /// Connects `client` with a persistent session subscribed to `f`, then disconnects it.
     fn subscribe_and_leave(b: &Broker, client: &str, f: &str, at: Instant) {
-        let (tx, _rx) = mpsc::channel(8);
+        let (tx, _rx) = mailbox(8);
         let generation = b.next_generation();
         let Claim::Fresh(mut session) = b.claim(&id(client), Protocol::V311, false, tx, generation)
         else {
@@ -1447,7 +1447,7 @@ mod tests {
 
     /// Whether `client` resumes a session holding `n` messages.
     fn resumes_holding(b: &Broker, client: &str, n: usize) {
-        let (tx, _rx) = mpsc::channel(8);
+        let (tx, _rx) = mailbox(8);
         let Claim::Resumed(session) = b.claim(&id(client), Protocol::V311, false, tx, 99) else {
             panic!("{client} resumes its stored session");
         };
@@ -1514,7 +1514,7 @@ mod tests {
             )));
         }
         // The client comes back, receives all five and acknowledges two of them.
-        let (tx, _rx) = mpsc::channel(8);
+        let (tx, _rx) = mailbox(8);
         let generation = b.next_generation();
         let Claim::Resumed(mut session) = b.claim(&id("c1"), Protocol::V311, false, tx, generation)
         else {
@@ -1566,7 +1566,7 @@ mod tests {
         assert_eq!(b.publish(&message("a/b", QoS::AtLeastOnce, false, b"1")), 1);
         assert_eq!(b.publish(&message("a/c", QoS::ExactlyOnce, false, b"2")), 1);
         b.publish(&message("a/d", QoS::AtMostOnce, false, b"3"));
-        let (tx, _rx) = mpsc::channel(8);
+        let (tx, _rx) = mailbox(8);
         let Claim::Resumed(session) = b.claim(&id("c1"), Protocol::V311, false, tx, 99) else {
             panic!("clean session 0 resumes the stored session");
         };
@@ -1584,7 +1584,7 @@ mod tests {
         let b = broker();
         let t0 = clock::now();
         subscribe_and_leave(&b, "c1", "a/+", t0);
-        let (tx, mut rx) = mpsc::channel(8);
+        let (tx, mut rx) = mailbox(8);
         let generation = b.next_generation();
         let Claim::Resumed(session) = b.claim(&id("c1"), Protocol::V311, false, tx, generation)
         else {
@@ -1594,8 +1594,8 @@ mod tests {
         assert_eq!(b.publish(&message("a/b", QoS::AtLeastOnce, false, b"1")), 1);
         b.release_draining(&id("c1"), generation, Some(session), Some(&mut rx), t0)
             .expect("still owns its identifier");
-        assert!(rx.try_recv().is_err(), "taken out of the mailbox");
-        let (tx, _rx) = mpsc::channel(8);
+        assert!(rx.try_recv().is_none(), "taken out of the mailbox");
+        let (tx, _rx) = mailbox(8);
         let Claim::Resumed(session) = b.claim(&id("c1"), Protocol::V311, false, tx, 99) else {
             panic!("the stored session is resumed");
         };
@@ -1648,7 +1648,7 @@ mod tests {
             b.publish(&message("b", QoS::AtLeastOnce, false, b"1"));
         }
         let held = |client: &str| {
-            let (tx, _rx) = mpsc::channel(8);
+            let (tx, _rx) = mailbox(8);
             let Claim::Resumed(s) = b.claim(&id(client), Protocol::V311, false, tx, 99) else {
                 panic!("{client} resumes");
             };
@@ -1667,15 +1667,15 @@ mod tests {
     #[test]
     fn connected_clients_hear_of_new_settings() {
         let b = broker();
-        let (tx, mut rx) = mpsc::channel(8);
+        let (tx, mut rx) = mailbox(8);
         let generation = b.next_generation();
         let Claim::Fresh(_) = b.claim(&id("c"), Protocol::V311, true, tx, generation) else {
             panic!("fresh");
         };
         subscribe_and_leave(&b, "away", "x", clock::now());
         b.notify_settings_changed();
-        assert!(matches!(rx.try_recv(), Ok(Mail::SettingsChanged)));
-        assert!(rx.try_recv().is_err());
+        assert!(matches!(rx.try_recv(), Some(Mail::SettingsChanged)));
+        assert!(rx.try_recv().is_none());
     }
 
     // check_retain_source: a retained message whose publisher may no longer write there is

@@ -33,7 +33,7 @@ fn secs(n: u64) -> Duration {
 
 /// A connected client: its mailbox, generation and session.
 struct Online {
-    rx: mpsc::Receiver<Mail>,
+    rx: MailboxReceiver,
     generation: u64,
     session: Session,
 }
@@ -41,7 +41,7 @@ struct Online {
 /// Connects `client` (a clean or persistent session) and returns what its connection would
 /// hold.
 fn connect(b: &Broker, client: &str, protocol: Protocol, clean: bool) -> Online {
-    let (tx, rx) = mpsc::channel(64);
+    let (tx, rx) = mailbox(64);
     let generation = b.next_generation();
     let session = match b.claim(&name(client), protocol, clean, tx, generation) {
         Claim::Fresh(s) | Claim::Resumed(s) => s,
@@ -57,7 +57,7 @@ fn connect(b: &Broker, client: &str, protocol: Protocol, clean: bool) -> Online 
 /// What `client`'s mailbox received so far.
 fn received(client: &mut Online) -> Vec<Delivery> {
     let mut out = Vec::new();
-    while let Ok(mail) = client.rx.try_recv() {
+    while let Some(mail) = client.rx.try_recv() {
         if let Mail::Deliver(d) = mail {
             out.push(d);
         }
@@ -143,7 +143,7 @@ fn session_expires_after_its_interval_and_not_before() {
     assert_eq!(b.client_count(), 0);
     assert_eq!(b.publish(&message("a/1", QoS::AtLeastOnce, false, b"x")), 0);
     // Back after that: a fresh session.
-    let (tx, _rx) = mpsc::channel(8);
+    let (tx, _rx) = mailbox(8);
     assert!(matches!(
         b.claim(&name("c"), Protocol::V5, false, tx, 99),
         Claim::Fresh(s) if s.subscriptions.is_empty()

@@ -178,7 +178,7 @@ fn merge_listener(
     merged.bind_interface.clone_from(&running.bind_interface);
     merged.optional = running.optional;
     merged.max_connections = running.max_connections;
-    merged.connection.max_qos = max_qos;
+    Arc::make_mut(&mut merged.connection).max_qos = max_qos;
     merged
 }
 

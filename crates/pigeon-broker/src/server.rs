@@ -94,8 +94,9 @@ pub struct ListenerSettings {
     /// listeners (a block bound to several addresses gives several listeners with the same
     /// one): a reload matches listeners by it.
     pub config_index: usize,
-    /// Per-connection protocol settings (`max_qos` is per listener).
-    pub connection: ConnectionSettings,
+    /// Per-connection protocol settings (`max_qos` is per listener), shared by the
+    /// listener's connections.
+    pub connection: Arc<ConnectionSettings>,
     /// `max_connections`: `None` for no limit.
     pub max_connections: Option<usize>,
     /// `allow_anonymous`.
@@ -128,7 +129,7 @@ impl ListenerSettings {
         ListenerSettings {
             addr,
             config_index: 0,
-            connection: ConnectionSettings::default(),
+            connection: Arc::default(),
             max_connections: None,
             allow_anonymous: true,
             allow_zero_length_clientid: true,

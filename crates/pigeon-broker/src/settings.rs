@@ -118,7 +118,7 @@ impl ServerSettings {
                 listeners.push(ListenerSettings {
                     addr,
                     config_index: index,
-                    connection: connection.clone(),
+                    connection: Arc::new(connection.clone()),
                     max_connections: listener.max_connections.map(|n| n.get() as usize),
                     allow_anonymous: security.allow_anonymous,
                     allow_zero_length_clientid: security.allow_zero_length_clientid,

@@ -62,7 +62,7 @@ impl Broker {
                 } => ClientView {
                     client_id: id.to_string(),
                     connected: true,
-                    queued: mailbox.max_capacity() - mailbox.capacity(),
+                    queued: mailbox.queued(),
                     protocol: Some(*protocol),
                     offline_subscriptions: 0,
                 },

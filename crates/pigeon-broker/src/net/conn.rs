@@ -9,8 +9,8 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::BytesMut;
 use pigeon_proto::{
@@ -19,12 +19,12 @@ use pigeon_proto::{
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::sleep_until;
+use tokio::sync::{oneshot, watch};
+use tokio::time::{Sleep, sleep_until};
 
 use crate::auth::ClientAccess;
 use crate::auth::acl::Verdict;
-use crate::broker::{Claim, Mail, will_due};
+use crate::broker::{Claim, Mail, MailboxReceiver, will_due};
 use crate::clock;
 use crate::config::LogTypes;
 use crate::message::Message;
@@ -47,16 +47,62 @@ struct Identity {
     username: Option<String>,
 }
 
-/// Serves one accepted TCP connection until it ends, with the settings in force when it was
-/// accepted, and those of each later reload. On a TLS listener, the handshake comes first,
-/// here in the connection's task, within the connect timeout.
-pub async fn serve_connection(
+/// Serves one accepted TCP connection in a task of its own until it ends, holding `guard`
+/// as long (see [`serve_connection`]). A plain TCP connection's task is the driver itself,
+/// with no layer of setup around it: that future is what every idle connection costs.
+pub(crate) fn spawn_connection<G: Send + 'static>(
     shared: Arc<Shared>,
     listener: Arc<ListenerShared>,
     stream: TcpStream,
     peer: SocketAddr,
+    guard: G,
 ) {
     let accepted = clock::now();
+    let (settings_rx, settings) = begin(&shared, &listener, &stream, peer);
+    let listener_settings = &settings.listeners[listener.index];
+    if listener_settings.tls.is_none() && listener_settings.websockets.is_none() {
+        let (reader, writer) = stream.into_split();
+        let io = Io {
+            reader,
+            writer,
+            cert_username: None,
+        };
+        let task = drive(
+            shared,
+            listener,
+            settings,
+            settings_rx,
+            io,
+            peer,
+            accepted,
+            guard,
+        );
+        tokio::spawn(task);
+    } else {
+        tokio::spawn(async move {
+            let _guard = guard;
+            serve_stream(
+                shared,
+                listener,
+                settings,
+                settings_rx,
+                stream,
+                peer,
+                accepted,
+            )
+            .await;
+        });
+    }
+}
+
+/// What every new connection starts with: the settings in force (and a receiver for later
+/// reloads), `TCP_NODELAY` as configured, and the log line.
+fn begin(
+    shared: &Shared,
+    listener: &ListenerShared,
+    stream: &TcpStream,
+    peer: SocketAddr,
+) -> (watch::Receiver<Arc<ServerSettings>>, Arc<ServerSettings>) {
     let port = listener.port;
     let settings_rx = shared.settings.subscribe();
     let settings = Arc::clone(&settings_rx.borrow());
@@ -71,6 +117,42 @@ pub async fn serve_connection(
             peer.port()
         ),
     );
+    (settings_rx, settings)
+}
+
+/// Serves one accepted TCP connection until it ends, with the settings in force when it was
+/// accepted, and those of each later reload. On a TLS listener, the handshake comes first,
+/// here in the connection's task, within the connect timeout.
+pub async fn serve_connection(
+    shared: Arc<Shared>,
+    listener: Arc<ListenerShared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let accepted = clock::now();
+    let (settings_rx, settings) = begin(&shared, &listener, &stream, peer);
+    serve_stream(
+        shared,
+        listener,
+        settings,
+        settings_rx,
+        stream,
+        peer,
+        accepted,
+    )
+    .await;
+}
+
+/// [`serve_connection`] once [`begin`] is done.
+async fn serve_stream(
+    shared: Arc<Shared>,
+    listener: Arc<ListenerShared>,
+    settings: Arc<ServerSettings>,
+    settings_rx: watch::Receiver<Arc<ServerSettings>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    accepted: std::time::Instant,
+) {
     let listener_settings = &settings.listeners[listener.index];
     let Some(tls) = listener_settings.tls.clone() else {
         let (reader, writer) = stream.into_split();
@@ -79,7 +161,31 @@ pub async fn serve_connection(
             writer,
             cert_username: None,
         };
-        return serve_io(shared, listener, settings, settings_rx, io, peer, accepted).await;
+        if listener_settings.websockets.is_none() {
+            // The common case, and the one whose future every idle connection carries: the
+            // driver is awaited right here, with no other layer's state around it.
+            return drive(
+                shared,
+                listener,
+                settings,
+                settings_rx,
+                io,
+                peer,
+                accepted,
+                (),
+            )
+            .await;
+        }
+        return Box::pin(serve_io(
+            shared,
+            listener,
+            settings,
+            settings_rx,
+            io,
+            peer,
+            accepted,
+        ))
+        .await;
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config));
     let patience = listener_settings.connection.connect_timeout;
@@ -147,7 +253,17 @@ async fn serve_io<R: ReadSide, W: WriteSide>(
 ) {
     let listener_settings = &settings.listeners[listener.index];
     let Some(ws) = listener_settings.websockets.clone() else {
-        return drive(shared, listener, settings, settings_rx, io, peer, accepted).await;
+        return drive(
+            shared,
+            listener,
+            settings,
+            settings_rx,
+            io,
+            peer,
+            accepted,
+            (),
+        )
+        .await;
     };
     let patience = listener_settings.connection.connect_timeout;
     let upgraded = super::ws::accept(&shared.log, &ws, io.reader, io.writer, peer, patience);
@@ -167,6 +283,7 @@ async fn serve_io<R: ReadSide, W: WriteSide>(
         io,
         peer,
         accepted,
+        (),
     ))
     .await;
 }
@@ -180,7 +297,10 @@ struct Io<R, W> {
     cert_username: Option<Option<String>>,
 }
 
-async fn drive<R: ReadSide, W: WriteSide>(
+/// The future that serves a connection once its byte stream is ready. Not an `async fn`:
+/// what it is given goes into the driver, not also into a frame of its own.
+#[allow(clippy::too_many_arguments)]
+fn drive<R: ReadSide, W: WriteSide, G: Send + 'static>(
     shared: Arc<Shared>,
     listener: Arc<ListenerShared>,
     settings: Arc<ServerSettings>,
@@ -188,8 +308,9 @@ async fn drive<R: ReadSide, W: WriteSide>(
     io: Io<R, W>,
     peer: SocketAddr,
     accepted: std::time::Instant,
-) {
-    let (tx, rx) = mpsc::channel(mailbox_capacity(settings.routing.outbound));
+    guard: G,
+) -> impl Future<Output = ()> + Send {
+    let rx = MailboxReceiver::new(mailbox_capacity(settings.routing.outbound));
     let connection = settings.listeners[listener.index].connection.clone();
     let mut driver = Driver {
         conn: Connection::new(connection, accepted),
@@ -201,7 +322,7 @@ async fn drive<R: ReadSide, W: WriteSide>(
         reader: io.reader,
         writer: io.writer,
         unflushed: false,
-        cert_username: io.cert_username,
+        cert_username: io.cert_username.map(Box::new),
         peer,
         rbuf: BytesMut::new(),
         wbuf: BytesMut::new(),
@@ -209,13 +330,22 @@ async fn drive<R: ReadSide, W: WriteSide>(
         takeover_reply: None,
         ending: None,
         ack_rc: None,
-        durable_rx: None,
-        held: VecDeque::new(),
+        durable: None,
+        timer: None,
     };
     if driver.shared.broker.persists() && driver.shared.broker.store().sync_acks() {
-        driver.durable_rx = Some(driver.shared.broker.store().durable());
+        driver.durable = Some(Box::new(Durability {
+            rx: driver.shared.broker.store().durable(),
+            held: VecDeque::new(),
+        }));
     }
-    driver.run(tx, rx).await;
+    // The driver lives in this block's captures, used in place: an `async fn` taking it by
+    // value would hold it twice (its argument, and the local the argument is moved into).
+    async move {
+        // Held, not moved: moving it into a local would keep it twice.
+        let _ = &guard;
+        driver.run(rx).await;
+    }
 }
 
 /// The reading half of a connection.
@@ -234,26 +364,34 @@ pub(super) trait WriteSide: AsyncWrite + Send + Unpin + 'static {
 }
 
 impl ReadSide for OwnedReadHalf {
-    /// Waits for the socket to be readable without holding a buffer: an idle connection owns
-    /// none. Only once bytes are there is room made for them (and the caller gives it back as
-    /// soon as every complete packet in it is decoded).
-    async fn read_some(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        loop {
-            self.readable().await?;
-            if buf.capacity() - buf.len() < READ_CHUNK {
+    /// Waits for bytes without holding a buffer: an idle connection owns none. The wait is
+    /// `poll_read` into a buffer on the stack, which parks the task in the socket's own
+    /// reader slot; `readable()` would put a waiter node (some 200 bytes) into the future of
+    /// every idle connection. Once bytes are there, room is made for them in `buf` (and the
+    /// caller gives it back as soon as every complete packet in it is decoded); when the
+    /// stack buffer came back full, what else is ready is read straight into `buf`.
+    fn read_some<'a>(
+        &'a mut self,
+        buf: &'a mut BytesMut,
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a {
+        std::future::poll_fn(move |cx| {
+            use tokio::io::{AsyncRead, ReadBuf};
+            let mut stack = [0u8; READ_CHUNK];
+            let mut read = ReadBuf::new(&mut stack);
+            std::task::ready!(Pin::new(&mut *self).poll_read(cx, &mut read))?;
+            let mut n = read.filled().len();
+            buf.reserve(READ_CHUNK.max(n));
+            buf.extend_from_slice(read.filled());
+            if n == READ_CHUNK {
                 buf.reserve(READ_CHUNK);
-            }
-            match self.try_read_buf(buf) {
-                // A spurious wake-up (a new socket reports one): nothing to read after all.
-                // Give the room back before waiting again.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if buf.is_empty() {
-                        *buf = BytesMut::new();
-                    }
+                match self.try_read_buf(buf) {
+                    Ok(more) => n += more,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return std::task::Poll::Ready(Err(e)),
                 }
-                result => return result,
             }
-        }
+            std::task::Poll::Ready(Ok(n))
+        })
     }
 }
 
@@ -279,13 +417,21 @@ impl WriteSide for WriteHalf<TlsStream> {
 
 /// Writes some of `buf`, or flushes when it is empty: the bytes written, and whether this
 /// was a flush.
-async fn write_out<W: WriteSide>(writer: &mut W, buf: &mut BytesMut) -> io::Result<(usize, bool)> {
-    if buf.is_empty() {
-        writer.flush().await?;
-        Ok((0, true))
-    } else {
-        Ok((writer.write_buf(buf).await?, false))
-    }
+/// (A `poll_fn` rather than an `async fn` over `write_buf` and `flush`: its future, part of
+/// every connection's, is two references.)
+fn write_out<'a, W: WriteSide>(
+    writer: &'a mut W,
+    buf: &'a mut BytesMut,
+) -> impl Future<Output = io::Result<(usize, bool)>> + Send + 'a {
+    std::future::poll_fn(move |cx| {
+        if buf.is_empty() {
+            std::task::ready!(Pin::new(&mut *writer).poll_flush(cx))?;
+            return std::task::Poll::Ready(Ok((0, true)));
+        }
+        let n = std::task::ready!(Pin::new(&mut *writer).poll_write(cx, buf))?;
+        bytes::Buf::advance(buf, n);
+        std::task::Poll::Ready(Ok((n, false)))
+    })
 }
 
 struct Driver<R, W> {
@@ -300,22 +446,34 @@ struct Driver<R, W> {
     writer: W,
     /// Whether bytes written may wait in a buffer below (TLS) for a flush.
     unflushed: bool,
-    /// See [`Io::cert_username`].
-    cert_username: Option<Option<String>>,
+    /// See [`Io::cert_username`] (boxed: only TLS listeners with certificate usernames have it).
+    cert_username: Option<Box<Option<String>>>,
     peer: SocketAddr,
     conn: Connection,
     decoder: Decoder,
     rbuf: BytesMut,
     wbuf: BytesMut,
-    identity: Option<Identity>,
+    /// On the heap once connected: the connection's future carries one pointer for it.
+    identity: Option<Box<Identity>>,
     takeover_reply: Option<oneshot::Sender<Option<Session>>>,
     /// How the log words the disconnection a decoding error is about to cause.
     ending: Option<Ending>,
     /// The reason code the log gives the acknowledgement being sent (149 for a message
     /// dropped as too large, as Mosquitto says even in 3.1.1, where the packet has none).
     ack_rc: Option<u8>,
-    /// With `persistence` and `persistence_sync_acks`: how far the store is durable.
-    durable_rx: Option<watch::Receiver<Durable>>,
+    /// With `persistence` and `persistence_sync_acks`: what waits for the store (on the heap:
+    /// a connection without persistence carries one pointer for it).
+    durable: Option<Box<Durability>>,
+    /// The timer for the state machine's deadline: only while there is one (a client with
+    /// Keep Alive 0 has none once connected), and on the heap so that a connection without
+    /// one does not carry its room.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+/// A connection's side of the store's durability.
+struct Durability {
+    /// How far the store is durable.
+    rx: watch::Receiver<Durable>,
     /// Packets held until the store position they follow is durable: a publisher's PUBACK
     /// or PUBREC goes out only once its message is on disk (and, for a persistent session,
     /// nothing of its QoS 1 and 2 exchanges leaves before the state it implies is recorded).
@@ -331,6 +489,20 @@ fn must_wait(packet: &Packet, persistent: bool) -> bool {
         Packet::Publish(p) => persistent && p.qos != pigeon_proto::QoS::AtMostOnce,
         _ => false,
     }
+}
+
+/// What woke a connection's task.
+enum Woke {
+    /// Bytes were read (this many).
+    Read(usize),
+    /// The state machine's deadline passed.
+    Timeout,
+    /// The peer closed the connection, or it failed.
+    Closed,
+    /// Handled already (a write, mail).
+    Done,
+    /// The store's durable position moved (`true`: the store is gone).
+    Durable(bool),
 }
 
 /// How Mosquitto words the end of a connection over a protocol violation.
@@ -403,78 +575,96 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
             .map_or("<unknown>", |i| i.client_id.as_str())
     }
 
-    async fn run(&mut self, mailbox: mpsc::Sender<Mail>, mut rx: mpsc::Receiver<Mail>) {
+    async fn run(&mut self, mut rx: MailboxReceiver) {
         let mut peer_closed = false;
         loop {
             // One atomic load: whether a reload replaced the settings.
             if self.settings_rx.has_changed().unwrap_or(false) {
                 self.reconfigure();
-                self.handle_events(&mailbox).await;
+                Box::pin(self.handle_events(&rx)).await;
             }
             self.flush_transmit();
             if self.conn.is_closed() {
                 break;
             }
-            let deadline = self.conn.poll_timeout();
+            self.arm_timer(self.conn.poll_timeout());
+            let timed = self.timer.is_some();
             let active = self.identity.is_some() && !self.conn.is_connecting();
             let can_read = !self.conn.is_connecting()
                 && self.wbuf.len() < WRITE_HIGH_WATER
-                && self.held.len() < MAX_HELD;
-            let holding = !self.held.is_empty();
+                && self
+                    .durable
+                    .as_ref()
+                    .is_none_or(|d| d.held.len() < MAX_HELD);
+            let holding = self.durable.as_ref().is_some_and(|d| !d.held.is_empty());
             let can_take_mail = active && self.wbuf.len() < WRITE_HIGH_WATER;
-            tokio::select! {
-                read = self.reader.read_some(&mut self.rbuf), if can_read => {
-                    match read {
-                        Ok(0) | Err(_) => {
-                            peer_closed = true;
-                            break;
-                        }
-                        Ok(n) => {
-                            self.shared.broker.counters.bytes_read(n);
-                            self.decode_all(&mailbox).await;
-                        }
-                    }
-                    if self.rbuf.is_empty() {
-                        self.rbuf = BytesMut::new();
-                    }
+            // The select only says what woke the connection; what takes an `.await` is done
+            // after it, once its futures are dropped, so that the connection's future holds
+            // either those futures or the handling, not both.
+            let woke = tokio::select! {
+                read = self.reader.read_some(&mut self.rbuf), if can_read => match read {
+                    Ok(0) | Err(_) => Woke::Closed,
+                    Ok(n) => Woke::Read(n),
                 },
                 written = write_out(&mut self.writer, &mut self.wbuf),
                     if !self.wbuf.is_empty() || self.unflushed =>
                 {
-                    let Ok((n, flushed)) = written else {
-                        peer_closed = true;
-                        break;
-                    };
-                    self.unflushed = W::BUFFERED && !flushed;
-                    if n > 0 {
-                        self.shared.broker.counters.bytes_written(n);
-                    }
-                    if self.wbuf.is_empty() {
-                        // Drained: give the write buffer back too.
-                        self.wbuf = BytesMut::new();
-                    }
-                }
-                mail = rx.recv(), if can_take_mail => {
-                    if let Some(mail) = mail {
-                        self.handle_mail(mail);
-                        // Drain what else is waiting, then write once.
-                        while self.wbuf.len() < WRITE_HIGH_WATER && !self.conn.is_closed() {
-                            let Ok(mail) = rx.try_recv() else { break };
-                            self.handle_mail(mail);
+                    match written {
+                        Ok((n, flushed)) => {
+                            self.unflushed = W::BUFFERED && !flushed;
+                            if n > 0 {
+                                self.shared.broker.counters.bytes_written(n);
+                            }
+                            if self.wbuf.is_empty() {
+                                // Drained: give the write buffer back too.
+                                self.wbuf = BytesMut::new();
+                            }
+                            Woke::Done
                         }
+                        Err(_) => Woke::Closed,
                     }
                 }
-                () = sleep_until(deadline.unwrap_or_else(far_future).into()), if deadline.is_some() => {
-                    self.conn.handle_timeout(clock::now());
-                    self.handle_events(&mailbox).await;
+                // Mail is waited for, not taken, here: the future of an idle connection holds
+                // no room for a `Mail`.
+                _ = rx.ready(), if can_take_mail => {
+                    // Take what is waiting, then write once.
+                    while self.wbuf.len() < WRITE_HIGH_WATER && !self.conn.is_closed() {
+                        let Some(mail) = rx.try_recv() else { break };
+                        self.handle_mail(mail);
+                    }
+                    Woke::Done
                 }
-                changed = durable_changed(self.durable_rx.as_mut()), if holding => {
-                    if changed.is_err() {
+                changed = durable_changed(holding, self.durable.as_deref_mut()), if holding => {
+                    Woke::Durable(changed.is_err())
+                }
+                () = expiry(&mut self.timer), if timed => Woke::Timeout,
+            };
+            match woke {
+                Woke::Closed => {
+                    peer_closed = true;
+                    break;
+                }
+                Woke::Read(n) => {
+                    self.shared.broker.counters.bytes_read(n);
+                    self.decode_all(&rx).await;
+                    if self.rbuf.is_empty() {
+                        // Nothing left to decode: give the buffers back until bytes arrive.
+                        self.rbuf = BytesMut::new();
+                        self.conn.release_idle_room();
+                    }
+                }
+                Woke::Timeout => {
+                    self.conn.handle_timeout(clock::now());
+                    Box::pin(self.handle_events(&rx)).await;
+                }
+                Woke::Durable(gone) => {
+                    if gone && let Some(d) = &mut self.durable {
                         // The store is gone (the broker is stopping): nothing will be acked.
-                        self.held.clear();
+                        d.held.clear();
                     }
                     self.release_held();
                 }
+                Woke::Done => {}
             }
         }
         // Say goodbye with whatever is queued (a CONNACK refusal, a DISCONNECT in 5.0).
@@ -485,6 +675,21 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
         }
         let _ = self.writer.shutdown().await;
         Box::pin(self.finish(peer_closed, rx)).await;
+    }
+
+    /// Sets the timer to `deadline`, creating it when there was none and dropping it when
+    /// there is none.
+    fn arm_timer(&mut self, deadline: Option<std::time::Instant>) {
+        match (deadline, &mut self.timer) {
+            (None, timer) => *timer = None,
+            (Some(at), Some(timer)) => {
+                let at = tokio::time::Instant::from_std(at);
+                if timer.deadline() != at {
+                    timer.as_mut().reset(at);
+                }
+            }
+            (Some(at), timer @ None) => *timer = Some(Box::pin(sleep_until(at.into()))),
+        }
     }
 
     /// Takes the settings a reload put in force. The packet size limit, the listener's
@@ -517,33 +722,50 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
     }
 
     /// Decodes and handles every complete packet in the read buffer.
-    async fn decode_all(&mut self, mailbox: &mpsc::Sender<Mail>) {
+    async fn decode_all(&mut self, mailbox: &MailboxReceiver) {
         while !self.conn.is_closed() && !self.conn.is_connecting() {
-            // The start of the packet, for the lines about one that cannot be read: its type,
-            // and before CONNECT is accepted, its protocol name.
-            let mut head = [0u8; HEAD_LEN];
-            let head_len = if self.identity.is_none() {
-                self.rbuf.len().min(HEAD_LEN)
-            } else {
-                self.rbuf.len().min(1)
+            // Decoding is a plain function: its locals (the packet, the head of a bad one) are
+            // not part of this future, which only holds what awaits the events.
+            let Some(decoded) = self.decode_one() else {
+                break;
             };
-            head[..head_len].copy_from_slice(&self.rbuf[..head_len]);
-            match self.decoder.decode(&mut self.rbuf) {
-                Ok(Some(packet)) => {
-                    self.log_received(&packet);
-                    self.shared.broker.counters.packet_received(&packet);
-                    self.conn.handle_packet(packet, clock::now());
-                    self.handle_events(mailbox).await;
-                    // Answers are logged right after what they answer, as Mosquitto does.
-                    self.flush_transmit();
-                    self.ending = None;
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    self.log_decode_error(error, &head[..head_len]);
-                    self.conn.handle_decode_error(error);
-                    self.handle_events(mailbox).await;
-                }
+            if let Some(connect) = self.handle_events_to_connect() {
+                // Once per connection: boxed, so that its state is no part of this future.
+                Box::pin(self.accept_connect(connect, mailbox)).await;
+            }
+            if decoded {
+                // Answers are logged right after what they answer, as Mosquitto does.
+                self.flush_transmit();
+                self.ending = None;
+            }
+        }
+    }
+
+    /// Decodes the next packet in the read buffer and hands it to the state machine:
+    /// `Some(true)` for a packet, `Some(false)` for one that could not be decoded (the state
+    /// machine was told), `None` when no complete packet is buffered.
+    fn decode_one(&mut self) -> Option<bool> {
+        // The start of the packet, for the lines about one that cannot be read: its type,
+        // and before CONNECT is accepted, its protocol name.
+        let mut head = [0u8; HEAD_LEN];
+        let head_len = if self.identity.is_none() {
+            self.rbuf.len().min(HEAD_LEN)
+        } else {
+            self.rbuf.len().min(1)
+        };
+        head[..head_len].copy_from_slice(&self.rbuf[..head_len]);
+        match self.decoder.decode(&mut self.rbuf) {
+            Ok(Some(packet)) => {
+                self.log_received(&packet);
+                self.shared.broker.counters.packet_received(&packet);
+                self.conn.handle_packet(packet, clock::now());
+                Some(true)
+            }
+            Ok(None) => None,
+            Err(error) => {
+                self.log_decode_error(error, &head[..head_len]);
+                self.conn.handle_decode_error(error);
+                Some(false)
             }
         }
     }
@@ -663,10 +885,31 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
         }
     }
 
-    async fn handle_events(&mut self, mailbox: &mpsc::Sender<Mail>) {
+    async fn handle_events(&mut self, mailbox: &MailboxReceiver) {
+        if let Some(connect) = self.handle_events_to_connect() {
+            Box::pin(self.accept_connect(connect, mailbox)).await;
+        }
+    }
+
+    /// Acts on a CONNECT, then on the events that follow it.
+    async fn accept_connect(
+        &mut self,
+        connect: Box<pigeon_proto::Connect>,
+        mailbox: &MailboxReceiver,
+    ) {
+        self.on_connect(*connect, mailbox).await;
+        while let Some(connect) = self.handle_events_to_connect() {
+            self.on_connect(*connect, mailbox).await;
+        }
+    }
+
+    /// Acts on the state machine's events up to a CONNECT, which is returned: accepting it
+    /// is the one step that may wait (for a connection it takes over). A plain function, so
+    /// that the events' locals are no part of the connection's future.
+    fn handle_events_to_connect(&mut self) -> Option<Box<pigeon_proto::Connect>> {
         while let Some(event) = self.conn.poll_event() {
             match event {
-                Event::Connect(connect) => Box::pin(self.on_connect(*connect, mailbox)).await,
+                Event::Connect(connect) => return Some(connect),
                 Event::Publish { message, ack } => {
                     let broker = &self.shared.broker;
                     if ack.is_some() && broker.persists() && broker.store().refusing() {
@@ -748,9 +991,10 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
                 }
             }
         }
+        None
     }
 
-    async fn on_connect(&mut self, connect: pigeon_proto::Connect, mailbox: &mpsc::Sender<Mail>) {
+    async fn on_connect(&mut self, connect: pigeon_proto::Connect, mailbox: &MailboxReceiver) {
         let shared = Arc::clone(&self.shared);
         let settings = Arc::clone(&self.settings);
         let listener = &settings.listeners[self.listener.index];
@@ -795,7 +1039,7 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
             (_, Some(name)) => {
                 Some(name.or_else(|| connect.username.as_ref().map(ToString::to_string)))
             }
-            (Some(from_cert), None) => from_cert.clone().map(Some),
+            (Some(from_cert), None) => Option::clone(from_cert).map(Some),
             (None, None) if authorised(listener, &connect) => {
                 Some(connect.username.as_ref().map(ToString::to_string))
             }
@@ -817,13 +1061,13 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
         let protocol = connect.protocol;
         let claim = shared
             .broker
-            .claim(&client_id, protocol, clean, mailbox.clone(), generation);
+            .claim(&client_id, protocol, clean, mailbox.sender(), generation);
         let (mut session, present) = match claim {
             Claim::Resumed(session) => (session, true),
             Claim::Fresh(session) => (session, false),
             Claim::TakeOver(old) => {
                 let (tx, rx) = oneshot::channel();
-                let handed = if old.send(Mail::TakeOver(tx)).await.is_ok() {
+                let handed = if old.try_send(Mail::TakeOver(tx)).is_ok() {
                     rx.await.ok().flatten()
                 } else {
                     None
@@ -843,11 +1087,11 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
             username.clone(),
             client_id.to_string(),
         ));
-        self.identity = Some(Identity {
+        self.identity = Some(Box::new(Identity {
             client_id: client_id.clone(),
             generation,
             username: username.clone(),
-        });
+        }));
         let user = username
             .as_ref()
             .map(|u| format!(", u'{u}'"))
@@ -952,21 +1196,21 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
     }
 
     /// Writes what the state machine produced, or holds it until the store has made durable
-    /// everything recorded so far (see [`Driver::held`]).
+    /// everything recorded so far (see [`Durability::held`]).
     fn flush_transmit(&mut self) {
         self.record_journal();
         let packets = self.conn.take_transmit();
         if packets.is_empty() {
             return;
         }
-        if let Some(rx) = &self.durable_rx {
-            let persistent = self.conn.session().is_some_and(|s| !s.clean);
-            if !self.held.is_empty() || packets.iter().any(|p| must_wait(p, persistent)) {
-                let lsn = self.shared.broker.store().last_appended();
-                if !self.held.is_empty() || rx.borrow().status(lsn) != Some(true) {
-                    self.held.push_back((lsn, packets));
-                    return;
-                }
+        let persistent = self.conn.session().is_some_and(|s| !s.clean);
+        if let Some(d) = &mut self.durable
+            && (!d.held.is_empty() || packets.iter().any(|p| must_wait(p, persistent)))
+        {
+            let lsn = self.shared.broker.store().last_appended();
+            if !d.held.is_empty() || d.rx.borrow().status(lsn) != Some(true) {
+                d.held.push_back((lsn, packets));
+                return;
             }
         }
         self.write_packets(packets);
@@ -976,15 +1220,21 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
     /// (a full disk), acknowledgements become refusals: 0x97 in MQTT 5.0, and in 3.x, which
     /// cannot refuse, the connection is closed instead.
     fn release_held(&mut self) {
-        let Some(rx) = &mut self.durable_rx else {
+        let Some(d) = &mut self.durable else {
             return;
         };
-        let durable = *rx.borrow_and_update();
-        while let Some((lsn, _)) = self.held.front() {
+        let durable = *d.rx.borrow_and_update();
+        loop {
+            let Some(d) = &mut self.durable else {
+                return;
+            };
+            let Some((lsn, _)) = d.held.front() else {
+                break;
+            };
             let Some(ok) = durable.status(*lsn) else {
                 break;
             };
-            let Some((_, mut packets)) = self.held.pop_front() else {
+            let Some((_, mut packets)) = d.held.pop_front() else {
                 break;
             };
             if !ok {
@@ -1011,7 +1261,9 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
                     packets.retain(|p| !matches!(p, Packet::PubAck(_) | Packet::PubRec(_)));
                     self.write_packets(packets);
                     self.conn.close_unstorable();
-                    self.held.clear();
+                    if let Some(d) = &mut self.durable {
+                        d.held.clear();
+                    }
                     let _ = self.conn.take_transmit();
                     return;
                 }
@@ -1240,7 +1492,7 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
 
     /// After the socket is done: publish the will if the ending calls for it, and give the
     /// session back to the registry (or to the connection that took it over).
-    async fn finish(&mut self, peer_closed: bool, mut rx: mpsc::Receiver<Mail>) {
+    async fn finish(&mut self, peer_closed: bool, mut rx: MailboxReceiver) {
         let reason = if peer_closed && !self.conn.is_closed() {
             self.shared.log.connection(
                 LogTypes::NOTICE,
@@ -1348,18 +1600,32 @@ fn authorised(listener: &ListenerSettings, connect: &pigeon_proto::Connect) -> b
 /// Most batches of packets held for the store before the connection stops reading.
 const MAX_HELD: usize = 1024;
 
-/// Waits for the store's durable position to move (never, without a store).
-async fn durable_changed(
-    rx: Option<&mut watch::Receiver<Durable>>,
-) -> Result<(), watch::error::RecvError> {
-    match rx {
-        Some(rx) => rx.changed().await,
-        None => std::future::pending().await,
-    }
+/// Waits for the store's durable position to move: never without a store, or when nothing
+/// is `holding` (then without building the wait, which goes on the heap so that the
+/// connection's future does not carry its room).
+fn durable_changed(
+    holding: bool,
+    durable: Option<&mut Durability>,
+) -> impl Future<Output = Result<(), watch::error::RecvError>> + Send + '_ {
+    let mut wait = durable
+        .filter(|_| holding)
+        .map(|d| Box::pin(d.rx.changed()));
+    std::future::poll_fn(move |cx| match &mut wait {
+        Some(changed) => changed.as_mut().poll(cx),
+        None => std::task::Poll::Pending,
+    })
 }
 
 fn far_future() -> std::time::Instant {
-    clock::now() + Duration::from_secs(86_400 * 365)
+    clock::now() + std::time::Duration::from_secs(86_400 * 365)
+}
+
+/// Waits for `timer` to expire; for ever when there is none.
+fn expiry(timer: &mut Option<Pin<Box<Sleep>>>) -> impl Future<Output = ()> + Send + '_ {
+    std::future::poll_fn(move |cx| match timer {
+        Some(sleep) => sleep.as_mut().poll(cx),
+        None => std::task::Poll::Pending,
+    })
 }
 
 #[cfg(test)]
@@ -1394,5 +1660,44 @@ mod tests {
         assert_eq!(protocol_number(Protocol::V31), 1);
         assert_eq!(protocol_number(Protocol::V311), 2);
         assert_eq!(protocol_number(Protocol::V5), 5);
+    }
+}
+
+#[cfg(test)]
+mod future_size {
+    use super::*;
+
+    /// The future that the task of a plain TCP connection is (see [`spawn_connection`]),
+    /// with a guard the size of the listener's connection slot. Never called: only its type
+    /// is wanted.
+    #[allow(unreachable_code, clippy::diverging_sub_expression)]
+    fn plain_tcp_connection() -> impl Future<Output = ()> {
+        if true {
+            unreachable!("only the type is used");
+        }
+        drive::<OwnedReadHalf, OwnedWriteHalf, Arc<()>>(
+            unreachable!(),
+            unreachable!(),
+            unreachable!(),
+            unreachable!(),
+            unreachable!(),
+            unreachable!(),
+            unreachable!(),
+            Arc::new(()),
+        )
+    }
+
+    fn size_of_output<F: Future>(_: fn() -> F) -> usize {
+        size_of::<F>()
+    }
+
+    /// Every idle connection holds this future in its tokio task, which adds 104 bytes of
+    /// header and trailer and rounds up to a multiple of 128: up to 920 bytes make a task of
+    /// 1 KiB. Large, rare steps (accepting a CONNECT, the end of the connection) are boxed
+    /// so that they do not count here; see `ARCHITECTURE.md`, "Memory per connection".
+    #[test]
+    fn the_task_of_an_idle_connection_fits_in_one_kib() {
+        let size = size_of_output(plain_tcp_connection);
+        assert!(size <= 920, "the connection future takes {size} bytes");
     }
 }

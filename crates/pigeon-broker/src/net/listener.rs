@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
-use super::serve_connection;
+use super::conn::spawn_connection;
 use crate::config::LogTypes;
 use crate::log::strerror;
 use crate::server::{ListenerShared, Shared};
@@ -103,14 +103,10 @@ impl Listener {
                 drop(stream);
                 continue;
             };
-            tokio::spawn(serve(Arc::clone(&shared), stream, peer, slot));
+            // The slot lives as long as the connection.
+            spawn_connection(Arc::clone(&shared), Arc::clone(&slot.0), stream, peer, slot);
         }
     }
-}
-
-async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, slot: ConnectionSlot) {
-    // The slot lives as long as the connection.
-    serve_connection(shared, Arc::clone(&slot.0), stream, peer).await;
 }
 
 /// One of the listener's `max_connections`; given back when the connection ends.

@@ -239,23 +239,22 @@ enum State {
 /// One client connection's protocol state.
 #[derive(Debug)]
 pub struct Connection {
-    settings: ConnectionSettings,
+    /// Shared with the listener's other connections.
+    settings: Arc<ConnectionSettings>,
     state: State,
     protocol: Protocol,
     session: Option<Session>,
-    will: Option<Will>,
+    will: Option<Box<Will>>,
     keep_alive: Option<Duration>,
     deadline: Option<Instant>,
     transmit: Vec<Packet>,
     events: VecDeque<Event>,
     /// What the client asked for in CONNECT (MQTT 5.0).
     client: ClientLimits,
-    /// Topic Aliases the client set, by alias (MQTT 5.0, section 3.3.2.3.4).
-    aliases_in: HashMap<u16, TopicName>,
-    /// Topic Aliases the broker set towards the client, by topic.
-    aliases_out: HashMap<TopicName, NonZeroU16>,
+    /// Topic Aliases (MQTT 5.0, section 3.3.2.3.4), once there is one.
+    aliases: Option<Box<Aliases>>,
     /// Enhanced authentication (MQTT 5.0, section 4.12), when CONNECT named a method.
-    auth: Option<EnhancedAuth>,
+    auth: Option<Box<EnhancedAuth>>,
 }
 
 /// An enhanced authentication's state on one connection.
@@ -273,9 +272,20 @@ struct EnhancedAuth {
     username: Option<String>,
 }
 
+/// MQTT 5.0 Topic Aliases of one connection, both ways: created with the first alias, so
+/// that connections without any (every 3.x client, most 5.0 ones) carry none.
+#[derive(Debug, Default)]
+struct Aliases {
+    /// Set by the client.
+    incoming: HashMap<u16, TopicName>,
+    /// Set by the broker towards the client.
+    outgoing: HashMap<TopicName, NonZeroU16>,
+}
+
 impl Connection {
     /// A connection just accepted at `now`.
-    pub fn new(settings: ConnectionSettings, now: Instant) -> Self {
+    pub fn new(settings: impl Into<Arc<ConnectionSettings>>, now: Instant) -> Self {
+        let settings = settings.into();
         let deadline = now.checked_add(settings.connect_timeout);
         Connection {
             settings,
@@ -288,8 +298,7 @@ impl Connection {
             transmit: Vec::new(),
             events: VecDeque::new(),
             client: ClientLimits::default(),
-            aliases_in: HashMap::new(),
-            aliases_out: HashMap::new(),
+            aliases: None,
             auth: None,
         }
     }
@@ -359,7 +368,11 @@ impl Connection {
         let max = self.client.max_packet_size;
         let fits =
             |p: &Publish| max.is_none_or(|max| p.encoded_len(Protocol::V5) <= max.get() as usize);
-        if let Some(&alias) = self.aliases_out.get(&publish.topic) {
+        if let Some(&alias) = self
+            .aliases
+            .as_ref()
+            .and_then(|a| a.outgoing.get(&publish.topic))
+        {
             let topic = mem::replace(&mut publish.topic, TopicName::empty());
             publish.properties.topic_alias = Some(alias);
             if !fits(publish) {
@@ -368,14 +381,17 @@ impl Connection {
             }
             return;
         }
-        let used = self.aliases_out.len();
+        let used = self.aliases.as_ref().map_or(0, |a| a.outgoing.len());
         // Aliases are handed out until the client's maximum; topics after that go in full.
         if used < usize::from(self.client.topic_alias_maximum)
             && let Some(alias) = u16::try_from(used + 1).ok().and_then(NonZeroU16::new)
         {
             publish.properties.topic_alias = Some(alias);
             if fits(publish) {
-                self.aliases_out.insert(publish.topic.detach(), alias);
+                self.aliases
+                    .get_or_insert_default()
+                    .outgoing
+                    .insert(publish.topic.detach(), alias);
             } else {
                 publish.properties.topic_alias = None;
             }
@@ -392,6 +408,14 @@ impl Connection {
         self.events.pop_front()
     }
 
+    /// Gives back the room of the event queue once it is empty: a driver calls this when it
+    /// has nothing buffered and is about to wait, so that an idle connection holds none.
+    pub fn release_idle_room(&mut self) {
+        if self.events.is_empty() && self.events.capacity() > 0 {
+            self.events = VecDeque::new();
+        }
+    }
+
     /// When [`handle_timeout`](Self::handle_timeout) is next due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.deadline
@@ -404,7 +428,7 @@ impl Connection {
 
     /// Gives up the will message, for the broker to publish when the ending calls for it.
     pub fn take_will(&mut self) -> Option<Will> {
-        self.will.take()
+        self.will.take().map(|will| *will)
     }
 
     /// A decoding error: the connection is malformed from here on.
@@ -616,8 +640,8 @@ impl Connection {
 
     /// New settings (a configuration reload): the packets that follow are judged by them. A
     /// deadline already set (the connect timeout) stays.
-    pub fn set_settings(&mut self, settings: ConnectionSettings) {
-        self.settings = settings;
+    pub fn set_settings(&mut self, settings: impl Into<Arc<ConnectionSettings>>) {
+        self.settings = settings.into();
     }
 
     /// A message for this client from the router. `backlog` is how many packets wait unwritten
@@ -736,12 +760,13 @@ impl Connection {
                 *name = name.detach();
                 *value = value.detach();
             }
-            Will {
+            // Boxed: most clients have none, and every connection would carry the room.
+            Box::new(Will {
                 topic: will.topic.detach(),
                 payload: Bytes::copy_from_slice(&will.payload),
                 properties,
                 ..will.clone()
-            }
+            })
         });
         if self.protocol.is_v5()
             && let Some(method) = connect.properties.authentication_method.clone()
@@ -765,13 +790,13 @@ impl Connection {
             connect.username.as_ref().map(MqttString::as_str),
             connect.properties.authentication_data.as_deref(),
         );
-        self.auth = Some(EnhancedAuth {
+        self.auth = Some(Box::new(EnhancedAuth {
             method: method.detach(),
             exchange: Some(exchange),
             connect: Some(connect),
             data: None,
             username: None,
-        });
+        }));
         self.state = State::Authenticating;
         self.auth_step(step);
     }
@@ -996,7 +1021,11 @@ impl Connection {
             return false;
         }
         if publish.topic.is_empty() {
-            match self.aliases_in.get(&alias.get()) {
+            match self
+                .aliases
+                .as_ref()
+                .and_then(|a| a.incoming.get(&alias.get()))
+            {
                 Some(topic) => publish.topic = topic.clone(),
                 None => {
                     // An alias never set names no topic: a Protocol Error.
@@ -1006,7 +1035,10 @@ impl Connection {
             }
         } else {
             // Kept for the connection: detached from the read buffer.
-            self.aliases_in.insert(alias.get(), publish.topic.detach());
+            self.aliases
+                .get_or_insert_default()
+                .incoming
+                .insert(alias.get(), publish.topic.detach());
         }
         true
     }

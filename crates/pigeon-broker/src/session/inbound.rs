@@ -6,16 +6,21 @@
 //! message resent (DUP or not): it is answered with PUBREC and not routed a second time
 //! [MQTT-4.3.3-9] (3.1.1: [MQTT-4.3.3-2]).
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 
 use pigeon_proto::PacketId;
 
 /// Identifiers of QoS 2 messages received and acknowledged with PUBREC, waiting for PUBREL.
 #[derive(Debug, Default, Clone)]
 pub struct Inbound {
-    awaiting_pubrel: HashSet<PacketId>,
+    /// A `BTreeSet`: half the size of a `HashSet` in every session.
+    awaiting_pubrel: BTreeSet<PacketId>,
     /// Identifiers released since the store last looked; `None` when nothing is stored.
-    released: Option<Vec<PacketId>>,
+    #[expect(
+        clippy::box_collection,
+        reason = "one pointer rather than a Vec in every session's (and idle connection's) state"
+    )]
+    released: Option<Box<Vec<PacketId>>>,
 }
 
 impl Inbound {
@@ -45,7 +50,7 @@ impl Inbound {
     /// Starts (or stops) noting released identifiers for the store to record.
     pub fn set_journal(&mut self, on: bool) {
         if on != self.released.is_some() {
-            self.released = on.then(Vec::new);
+            self.released = on.then(Box::default);
         }
     }
 
@@ -53,7 +58,7 @@ impl Inbound {
     pub fn take_released(&mut self) -> Vec<PacketId> {
         self.released
             .as_mut()
-            .map(std::mem::take)
+            .map(|released| std::mem::take(&mut **released))
             .unwrap_or_default()
     }
 

@@ -1,0 +1,290 @@
+//! A connection's mailbox: deliveries and control messages for its task.
+//!
+//! A bounded queue with one receiver and any number of senders, like a tokio `mpsc`
+//! channel, but sized for tens of thousands of idle connections: it allocates nothing until
+//! mail arrives and gives its room back whenever the receiver has emptied it and waits again.
+//! (A tokio channel allocates a block of 32 slots and a cache-padded header up front: about
+//! 2.8 KB per connection for a `Mail`, four times what Mosquitto spends on a whole idle
+//! client.) Control messages ([`Mail::TakeOver`], [`Mail::SettingsChanged`],
+//! [`Mail::Shutdown`]) are never refused for lack of room: only deliveries count against the
+//! capacity.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use super::Mail;
+
+struct Shared {
+    state: Mutex<State>,
+    /// Live [`Mailbox`] handles; the receiver sees the end of the stream when none is left.
+    senders: AtomicU32,
+}
+
+struct State {
+    queue: VecDeque<Mail>,
+    /// Deliveries in `queue`.
+    deliveries: u32,
+    /// Deliveries that may wait at once. (Here rather than beside the lock, and 32 bits
+    /// like the counts: a mailbox is 96 bytes, one per connected client.)
+    capacity: u32,
+    /// The receiver, waiting for mail.
+    waker: Option<Waker>,
+    /// The receiver is gone: nothing more is accepted.
+    closed: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The sending half of a connection's mailbox (cheap to clone).
+pub struct Mailbox(Arc<Shared>);
+
+/// The receiving half, owned by the connection's task.
+pub struct MailboxReceiver(Arc<Shared>);
+
+/// Why mail was not accepted; the mail is handed back.
+#[derive(Debug)]
+pub enum SendError {
+    /// As many deliveries as the capacity allows are waiting.
+    Full(Mail),
+    /// The receiver is gone.
+    Closed(Mail),
+}
+
+/// A mailbox for up to `capacity` waiting deliveries (at least 1).
+#[must_use]
+pub fn mailbox(capacity: usize) -> (Mailbox, MailboxReceiver) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            queue: VecDeque::new(),
+            deliveries: 0,
+            capacity: u32::try_from(capacity.max(1)).unwrap_or(u32::MAX),
+            waker: None,
+            closed: false,
+        }),
+        senders: AtomicU32::new(1),
+    });
+    (Mailbox(Arc::clone(&shared)), MailboxReceiver(shared))
+}
+
+impl Mailbox {
+    /// Queues `mail` unless the receiver is gone or, for a delivery, the mailbox is full.
+    ///
+    /// # Errors
+    /// [`SendError::Full`] or [`SendError::Closed`], with the mail.
+    pub fn try_send(&self, mail: Mail) -> Result<(), SendError> {
+        let mut state = self.0.lock();
+        if state.closed {
+            return Err(SendError::Closed(mail));
+        }
+        if matches!(mail, Mail::Deliver(_)) {
+            if state.deliveries >= state.capacity {
+                return Err(SendError::Full(mail));
+            }
+            state.deliveries += 1;
+        }
+        state.queue.push_back(mail);
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Deliveries waiting to be taken.
+    #[must_use]
+    pub fn queued(&self) -> usize {
+        self.0.lock().deliveries as usize
+    }
+}
+
+impl Clone for Mailbox {
+    fn clone(&self) -> Self {
+        self.0.senders.fetch_add(1, Ordering::Relaxed);
+        Mailbox(Arc::clone(&self.0))
+    }
+}
+
+impl Drop for Mailbox {
+    fn drop(&mut self) {
+        if self.0.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The last sender: a waiting receiver learns that no more mail can come.
+            let waker = self.0.lock().waker.take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Mailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailbox")
+            .field("capacity", &self.0.lock().capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MailboxReceiver {
+    /// Takes the next mail, if one is waiting.
+    pub fn try_recv(&mut self) -> Option<Mail> {
+        let mut state = self.0.lock();
+        let mail = state.queue.pop_front()?;
+        if matches!(mail, Mail::Deliver(_)) {
+            state.deliveries -= 1;
+        }
+        Some(mail)
+    }
+
+    /// Waits for the next mail; `None` once every sender is gone and the mailbox is empty.
+    pub async fn recv(&mut self) -> Option<Mail> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// A mailbox with no sender yet (see [`sender`](Self::sender)), for up to `capacity`
+    /// waiting deliveries.
+    #[must_use]
+    pub fn new(capacity: usize) -> Self {
+        mailbox(capacity).1
+    }
+
+    /// A new sending half.
+    #[must_use]
+    pub fn sender(&self) -> Mailbox {
+        self.0.senders.fetch_add(1, Ordering::Relaxed);
+        Mailbox(Arc::clone(&self.0))
+    }
+
+    /// Waits until mail is there to take with [`try_recv`](Self::try_recv); for ever while
+    /// there is none, senders or not. Unlike [`recv`](Self::recv), its future holds no mail:
+    /// it is what an idle connection waits on.
+    pub fn ready(&mut self) -> impl Future<Output = ()> + Send + '_ {
+        poll_fn(|cx| {
+            let mut state = self.0.lock();
+            if !state.queue.is_empty() {
+                return Poll::Ready(());
+            }
+            Self::park(&mut state, cx);
+            Poll::Pending
+        })
+    }
+
+    /// Registers the receiver's waker, the mailbox being empty; and gives back its room.
+    fn park(state: &mut State, cx: &mut Context<'_>) {
+        // Empty and about to wait: an idle connection keeps no room for mail.
+        if state.queue.capacity() > 0 {
+            state.queue = VecDeque::new();
+        }
+        match &mut state.waker {
+            Some(waker) => waker.clone_from(cx.waker()),
+            none => *none = Some(cx.waker().clone()),
+        }
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Mail>> {
+        let mut state = self.0.lock();
+        if let Some(mail) = state.queue.pop_front() {
+            if matches!(mail, Mail::Deliver(_)) {
+                state.deliveries -= 1;
+            }
+            return Poll::Ready(Some(mail));
+        }
+        if self.0.senders.load(Ordering::Acquire) == 0 {
+            return Poll::Ready(None);
+        }
+        Self::park(&mut state, cx);
+        Poll::Pending
+    }
+}
+
+impl Drop for MailboxReceiver {
+    fn drop(&mut self) {
+        let queue = {
+            let mut state = self.0.lock();
+            state.closed = true;
+            state.deliveries = 0;
+            state.waker = None;
+            std::mem::take(&mut state.queue)
+        };
+        // Dropped outside the lock: a takeover's reply channel closes here.
+        drop(queue);
+    }
+}
+
+impl std::fmt::Debug for MailboxReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailboxReceiver").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Delivery, Message};
+    use pigeon_proto::QoS;
+
+    fn delivery() -> Mail {
+        let message = Message::new(
+            pigeon_proto::TopicName::try_from("t").unwrap(),
+            bytes::Bytes::from_static(b"x"),
+            QoS::AtMostOnce,
+            false,
+        );
+        Mail::Deliver(Delivery::new(Arc::new(message), QoS::AtMostOnce, false))
+    }
+
+    #[test]
+    fn small() {
+        // One per connected client, next to its task: see ARCHITECTURE.md.
+        assert!(size_of::<Shared>() <= 80, "{}", size_of::<Shared>());
+    }
+
+    #[test]
+    fn bounded_for_deliveries_not_for_control() {
+        let (tx, mut rx) = mailbox(2);
+        assert!(tx.try_send(delivery()).is_ok());
+        assert!(tx.try_send(delivery()).is_ok());
+        assert!(matches!(tx.try_send(delivery()), Err(SendError::Full(_))));
+        assert!(tx.try_send(Mail::Shutdown).is_ok());
+        assert_eq!(tx.queued(), 2);
+        assert!(matches!(rx.try_recv(), Some(Mail::Deliver(_))));
+        assert!(tx.try_send(delivery()).is_ok());
+        assert!(matches!(rx.try_recv(), Some(Mail::Deliver(_))));
+        assert!(matches!(rx.try_recv(), Some(Mail::Shutdown)));
+        assert!(matches!(rx.try_recv(), Some(Mail::Deliver(_))));
+        assert!(rx.try_recv().is_none());
+        assert_eq!(tx.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn ends_with_the_last_sender_and_closes_with_the_receiver() {
+        let (tx, mut rx) = mailbox(4);
+        let tx2 = tx.clone();
+        tx.try_send(Mail::SettingsChanged).unwrap();
+        drop(tx);
+        let waiting = tokio::spawn(async move {
+            let first = rx.recv().await;
+            let second = rx.recv().await;
+            (first.is_some(), second.is_none(), rx)
+        });
+        tokio::task::yield_now().await;
+        drop(tx2);
+        let (first, ended, rx) = waiting.await.unwrap();
+        assert!(first && ended);
+
+        let (tx, rx2) = mailbox(4);
+        drop(rx2);
+        assert!(matches!(
+            tx.try_send(Mail::Shutdown),
+            Err(SendError::Closed(_))
+        ));
+        drop(rx);
+    }
+}
