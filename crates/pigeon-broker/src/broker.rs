@@ -1423,6 +1423,38 @@ mod tests {
         assert_eq!(fourth.retained_count(), 2);
     }
 
+    // A restored session's client has been away since it left before the restart (wall
+    // clock): persistent_client_expiration and the Session Expiry Interval count from then.
+    #[test]
+    fn restored_sessions_expire_from_when_their_client_left() {
+        use crate::store::record::StoredSession;
+        let b = broker();
+        let clocks = Clocks::read();
+        let hour_ago = clocks.wall_ms - 3_600_000;
+        let mut state = StoredState::default();
+        for (client, expiry) in [("old", None), ("v5", Some(600)), ("kept", None)] {
+            state.sessions.insert(
+                client.into(),
+                StoredSession {
+                    client: client.into(),
+                    protocol: if expiry.is_some() { 5 } else { 4 },
+                    expiry,
+                    disconnected_ms: Some(if client == "kept" {
+                        clocks.wall_ms
+                    } else {
+                        hour_ago
+                    }),
+                    ..StoredSession::default()
+                },
+            );
+        }
+        assert_eq!(b.restore(&state), (3, 0, 0));
+        let mut expired = b.expire_sessions(clocks.now, Some(Duration::from_secs(1800)));
+        expired.sort();
+        assert_eq!(expired, [id("old"), id("v5")]);
+        assert_eq!(b.client_count(), 1);
+    }
+
     #[test]
     fn acknowledged_deliveries_are_not_restored() {
         let fs = crate::store::fs::fault::FaultFs::default();
