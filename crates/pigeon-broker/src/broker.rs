@@ -928,6 +928,15 @@ impl Broker {
         let duplicates = self.allow_duplicate_messages.load(Ordering::Relaxed);
         let mut delivered = 0;
         let mut dropped = 0;
+        // Each group's turn is taken before the registry is locked (the two locks are never
+        // held together).
+        let shared: Vec<_> = shared
+            .into_iter()
+            .map(|(share, members)| {
+                let start = self.next_member(&share, members.len());
+                (share, members, start)
+            })
+            .collect();
         {
             let mut clients = lock(&self.clients);
             for (client_id, matches) in direct {
@@ -946,14 +955,16 @@ impl Broker {
                     }
                 }
             }
-            self.flush(out);
-        }
-        for (share, members) in shared {
-            match self.deliver_shared(message, &share, &members, out) {
-                Some(true) => delivered += 1,
-                Some(false) => dropped += 1,
-                None => {}
+            for (share, members, start) in &shared {
+                match self.deliver_shared(&mut clients, message, share, members, *start, out) {
+                    Some(true) => delivered += 1,
+                    Some(false) => dropped += 1,
+                    None => {}
+                }
             }
+            // One record for all of it, before anything else can be recorded about these
+            // deliveries.
+            self.flush(out);
         }
         self.counters
             .messages_sent
@@ -1063,21 +1074,19 @@ impl Broker {
     /// Delivers `message` to one member of the shared subscription `share`: the next
     /// connected member in turn whose mailbox takes it, else the first member with a stored
     /// session (it queues there).
+    /// `members` are in index order; `start` is the group's turn ([`next_member`]).
+    ///
+    /// [`next_member`]: Self::next_member
     fn deliver_shared(
         &self,
+        clients: &mut HashMap<MqttString, Client>,
         message: &Arc<Message>,
         share: &MqttString,
         members: &[(MqttString, Match)],
+        start: usize,
         out: &mut Vec<Record>,
     ) -> Option<bool> {
         let n = members.len();
-        let start = {
-            let mut next = lock(&self.shared_next);
-            let slot = next.entry(share.clone()).or_insert(0);
-            let start = *slot % n;
-            *slot = start + 1;
-            start
-        };
         let make = |m: &Match| {
             let mut d = Delivery::new(
                 Arc::clone(message),
@@ -1088,7 +1097,6 @@ impl Broker {
             d.shared = Some(share.clone());
             d
         };
-        let mut clients = lock(&self.clients);
         let order = (0..n).map(|i| &members[(start + i) % n]);
         let mut result = None;
         for (client_id, m) in order.clone() {
@@ -1107,10 +1115,16 @@ impl Broker {
                 }
             }
         }
-        // Recorded before another delivery can be.
-        self.flush(out);
-        drop(clients);
         result.unwrap_or(Some(false))
+    }
+
+    /// Whose turn it is in the shared subscription `share` of `n` members; moves the turn on.
+    fn next_member(&self, share: &MqttString, n: usize) -> usize {
+        let mut next = lock(&self.shared_next);
+        let slot = next.entry(share.clone()).or_insert(0);
+        let start = *slot % n;
+        *slot = start + 1;
+        start
     }
 
     /// Delivers `message` again through the shared subscription `share`, to whichever member
@@ -1131,8 +1145,11 @@ impl Broker {
             });
         }
         if !members.is_empty() {
+            let start = self.next_member(share, members.len());
             let mut out = Vec::new();
-            self.deliver_shared(message, share, &members, &mut out);
+            let mut clients = lock(&self.clients);
+            self.deliver_shared(&mut clients, message, share, &members, start, &mut out);
+            self.flush(&mut out);
         }
     }
 
