@@ -441,9 +441,16 @@ impl Broker {
                 .retained
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
-            for stored in state.retained.values() {
+            for (topic, stored) in &state.retained {
                 if let Some(m) = restore::message(stored, &clocks) {
-                    retained.insert_from(Arc::new(m), None);
+                    let source = state
+                        .retained_sources
+                        .get(topic)
+                        .map(|(username, client_id)| RetainSource {
+                            username: username.clone(),
+                            client_id: client_id.clone(),
+                        });
+                    retained.insert_from(Arc::new(m), source);
                 }
             }
         }
@@ -858,6 +865,13 @@ impl Broker {
                     topic: message.topic.as_str().to_owned(),
                     message: stored,
                 });
+                if let (Some(source), false) = (&source, message.payload.is_empty()) {
+                    out.push(Record::RetainSource {
+                        topic: message.topic.as_str().to_owned(),
+                        username: source.username.clone(),
+                        client_id: source.client_id.clone(),
+                    });
+                }
             }
             // [MQTT-3.3.1-5]: store it (an empty payload clears it [MQTT-3.3.1-10]).
             self.retained
@@ -1470,6 +1484,38 @@ mod tests {
         expired.sort();
         assert_eq!(expired, [id("old"), id("v5")]);
         assert_eq!(b.client_count(), 1);
+    }
+
+    // check_retain_source after a restart: a retained message still knows who published it.
+    #[test]
+    fn a_restored_retained_message_keeps_its_source() {
+        let fs = crate::store::fs::fault::FaultFs::default();
+        let b = persistent(&fs);
+        let src = |c: &str| {
+            Some(RetainSource {
+                username: Some("u".into()),
+                client_id: c.into(),
+            })
+        };
+        b.publish_from(&message("r/1", QoS::AtMostOnce, true, b"a"), src("ok"));
+        b.publish_from(&message("r/2", QoS::AtMostOnce, true, b"b"), src("revoked"));
+        b.publish(&message("r/3", QoS::AtMostOnce, true, b"c"));
+        wait_durable(&b);
+        fs.crash(0);
+        let again = persistent(&fs);
+        let got = again.subscribe_checked(&id("s"), &[filter("r/#", QoS::AtMostOnce)], |s, _| {
+            s.client_id != "revoked"
+        });
+        let mut topics: Vec<&str> = got.iter().map(|d| d.message.topic.as_str()).collect();
+        topics.sort_unstable();
+        assert_eq!(topics, ["r/1", "r/3"]);
+        // And through a snapshot.
+        again.store().close();
+        let third = persistent(&fs);
+        let got = third.subscribe_checked(&id("s"), &[filter("r/#", QoS::AtMostOnce)], |s, _| {
+            s.client_id != "revoked"
+        });
+        assert_eq!(got.len(), 2);
     }
 
     #[test]

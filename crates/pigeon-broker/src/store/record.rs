@@ -87,6 +87,15 @@ pub enum Record {
         /// The message, `None` when cleared.
         message: Option<StoredMessage>,
     },
+    /// Who published the retained message on `topic` just set (for `check_retain_source`).
+    RetainSource {
+        /// The topic.
+        topic: String,
+        /// The publisher's username.
+        username: Option<String>,
+        /// The publisher's Client Identifier.
+        client_id: String,
+    },
     /// A message that sessions hold, under its number.
     Message {
         /// Its number.
@@ -202,6 +211,16 @@ impl Record {
                 w.str(topic);
                 w.opt_message(message.as_ref());
             }
+            Record::RetainSource {
+                topic,
+                username,
+                client_id,
+            } => {
+                w.u8(17);
+                w.str(topic);
+                w.opt_str(username.as_deref());
+                w.str(client_id);
+            }
             Record::Message { id, message } => {
                 w.u8(3);
                 w.u64(*id);
@@ -312,6 +331,11 @@ impl Record {
             2 => Record::Retain {
                 topic: r.string()?,
                 message: r.opt_message()?,
+            },
+            17 => Record::RetainSource {
+                topic: r.string()?,
+                username: r.opt_string()?,
+                client_id: r.string()?,
             },
             3 => Record::Message {
                 id: r.u64()?,
@@ -662,6 +686,11 @@ mod tests {
             Record::Retain {
                 topic: "t".into(),
                 message: None,
+            },
+            Record::RetainSource {
+                topic: "t".into(),
+                username: Some("u".into()),
+                client_id: "c".into(),
             },
             Record::Message {
                 id: 1,
