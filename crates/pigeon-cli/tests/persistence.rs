@@ -752,3 +752,49 @@ fn a_full_disk_refuses_qos_1_and_recovers() {
     b.stop();
     drop(mount);
 }
+
+// An MQTT 5.0 session opened with Clean Start 1 and a Session Expiry Interval outlives its
+// connection, and a restart too (Mosquitto 2.0 does not restore such a session; see
+// docs/differences.md).
+#[test]
+fn a_v5_session_with_an_expiry_interval_survives_a_restart() {
+    let mut b = broker("");
+    // CONNECT: Clean Start 1, Session Expiry Interval 3600.
+    let mut body = mqtt::string(b"MQTT");
+    body.extend_from_slice(&[5, 0x02, 0, 60, 5, 0x11, 0, 0, 0x0E, 0x10]);
+    body.extend(mqtt::string(b"v5-keeper"));
+    let mut c = RawClient::connect(&b);
+    c.send(&mqtt::packet(0x10, &body));
+    assert_eq!(c.read_packet().kind(), mqtt::CONNACK);
+    // SUBSCRIBE (no properties) to v5/# at QoS 1.
+    let mut sub = vec![0, 1, 0];
+    sub.extend(mqtt::string(b"v5/#"));
+    sub.push(1);
+    c.send(&mqtt::packet(0x82, &sub));
+    assert_eq!(c.read_packet().kind(), mqtt::SUBACK);
+    c.send(&[0xE0, 0x00]);
+    drop(c);
+
+    let mut p = RawClient::connect_v311(&b, "publisher");
+    p.publish("v5/x", b"kept for v5", 1, false);
+    drop(p);
+    assert!(b.stop());
+    b.restart();
+
+    // Clean Start 0: the session is there, with the message.
+    let mut body = mqtt::string(b"MQTT");
+    body.extend_from_slice(&[5, 0x00, 0, 60, 5, 0x11, 0, 0, 0x0E, 0x10]);
+    body.extend(mqtt::string(b"v5-keeper"));
+    let mut c = RawClient::connect(&b);
+    c.send(&mqtt::packet(0x10, &body));
+    let connack = c.read_packet();
+    assert_eq!(connack.kind(), mqtt::CONNACK);
+    assert_eq!(
+        connack.body.first(),
+        Some(&1),
+        "Session Present: {connack:02x?}"
+    );
+    let m = c.recv_publish();
+    // (The raw reader knows 3.1.1: the properties' length byte, 0, heads the payload.)
+    assert!(m.payload.ends_with(b"kept for v5"), "{m:?}");
+}
