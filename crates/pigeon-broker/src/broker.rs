@@ -456,9 +456,16 @@ impl Broker {
                 .retained
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
-            for stored in state.retained.values() {
+            for (topic, stored) in &state.retained {
                 if let Some(m) = restore::message(stored, &clocks) {
-                    retained.insert_from(Arc::new(m), None);
+                    let source = state
+                        .retained_sources
+                        .get(topic)
+                        .map(|(username, client_id)| RetainSource {
+                            username: username.clone(),
+                            client_id: client_id.clone(),
+                        });
+                    retained.insert_from(Arc::new(m), source);
                 }
             }
         }
@@ -920,6 +927,13 @@ impl Broker {
                     topic: message.topic.as_str().to_owned(),
                     message: stored,
                 });
+                if let (Some(source), false) = (&source, message.payload.is_empty()) {
+                    out.push(Record::RetainSource {
+                        topic: message.topic.as_str().to_owned(),
+                        username: source.username.clone(),
+                        client_id: source.client_id.clone(),
+                    });
+                }
             }
             // [MQTT-3.3.1-5]: store it (an empty payload clears it [MQTT-3.3.1-10]).
             self.retained
@@ -990,6 +1004,15 @@ impl Broker {
         let duplicates = self.allow_duplicate_messages.load(Ordering::Relaxed);
         let mut delivered = 0;
         let mut dropped = 0;
+        // Each group's turn is taken before the registry is locked (the two locks are never
+        // held together).
+        let shared: Vec<_> = shared
+            .into_iter()
+            .map(|(share, members)| {
+                let start = self.next_member(&share, members.len());
+                (share, members, start)
+            })
+            .collect();
         {
             let mut clients = lock(&self.clients);
             for (client_id, matches) in direct {
@@ -1008,14 +1031,16 @@ impl Broker {
                     }
                 }
             }
-            self.flush(out);
-        }
-        for (share, members) in shared {
-            match self.deliver_shared(message, &share, &members, out) {
-                Some(true) => delivered += 1,
-                Some(false) => dropped += 1,
-                None => {}
+            for (share, members, start) in &shared {
+                match self.deliver_shared(&mut clients, message, share, members, *start, out) {
+                    Some(true) => delivered += 1,
+                    Some(false) => dropped += 1,
+                    None => {}
+                }
             }
+            // One record for all of it, before anything else can be recorded about these
+            // deliveries.
+            self.flush(out);
         }
         self.counters
             .messages_sent
@@ -1140,21 +1165,19 @@ impl Broker {
     /// Delivers `message` to one member of the shared subscription `share`: the next
     /// connected member in turn whose mailbox takes it, else the first member with a stored
     /// session (it queues there).
+    /// `members` are in index order; `start` is the group's turn ([`next_member`]).
+    ///
+    /// [`next_member`]: Self::next_member
     fn deliver_shared(
         &self,
+        clients: &mut HashMap<MqttString, Client>,
         message: &Arc<Message>,
         share: &MqttString,
         members: &[(MqttString, Match)],
+        start: usize,
         out: &mut Vec<Record>,
     ) -> Option<bool> {
         let n = members.len();
-        let start = {
-            let mut next = lock(&self.shared_next);
-            let slot = next.entry(share.clone()).or_insert(0);
-            let start = *slot % n;
-            *slot = start + 1;
-            start
-        };
         let make = |m: &Match| {
             let mut d = Delivery::new(
                 Arc::clone(message),
@@ -1165,7 +1188,6 @@ impl Broker {
             d.shared = Some(share.clone());
             d
         };
-        let mut clients = lock(&self.clients);
         let order = (0..n).map(|i| &members[(start + i) % n]);
         let mut result = None;
         for (client_id, m) in order.clone() {
@@ -1184,10 +1206,16 @@ impl Broker {
                 }
             }
         }
-        // Recorded before another delivery can be.
-        self.flush(out);
-        drop(clients);
         result.unwrap_or(Some(false))
+    }
+
+    /// Whose turn it is in the shared subscription `share` of `n` members; moves the turn on.
+    fn next_member(&self, share: &MqttString, n: usize) -> usize {
+        let mut next = lock(&self.shared_next);
+        let slot = next.entry(share.clone()).or_insert(0);
+        let start = *slot % n;
+        *slot = start + 1;
+        start
     }
 
     /// Delivers `message` again through the shared subscription `share`, to whichever member
@@ -1208,8 +1236,11 @@ impl Broker {
             });
         }
         if !members.is_empty() {
+            let start = self.next_member(share, members.len());
             let mut out = Vec::new();
-            self.deliver_shared(message, share, &members, &mut out);
+            let mut clients = lock(&self.clients);
+            self.deliver_shared(&mut clients, message, share, &members, start, &mut out);
+            self.flush(&mut out);
         }
     }
 
@@ -1498,6 +1529,70 @@ mod tests {
         let fourth = persistent(&fs);
         resumes_holding(&fourth, "c1", 3);
         assert_eq!(fourth.retained_count(), 2);
+    }
+
+    // A restored session's client has been away since it left before the restart (wall
+    // clock): persistent_client_expiration and the Session Expiry Interval count from then.
+    #[test]
+    fn restored_sessions_expire_from_when_their_client_left() {
+        use crate::store::record::StoredSession;
+        let b = broker();
+        let clocks = Clocks::read();
+        let hour_ago = clocks.wall_ms - 3_600_000;
+        let mut state = StoredState::default();
+        for (client, expiry) in [("old", None), ("v5", Some(600)), ("kept", None)] {
+            state.sessions.insert(
+                client.into(),
+                StoredSession {
+                    client: client.into(),
+                    protocol: if expiry.is_some() { 5 } else { 4 },
+                    expiry,
+                    disconnected_ms: Some(if client == "kept" {
+                        clocks.wall_ms
+                    } else {
+                        hour_ago
+                    }),
+                    ..StoredSession::default()
+                },
+            );
+        }
+        assert_eq!(b.restore(&state), (3, 0, 0));
+        let mut expired = b.expire_sessions(clocks.now, Some(Duration::from_secs(1800)));
+        expired.sort();
+        assert_eq!(expired, [id("old"), id("v5")]);
+        assert_eq!(b.client_count(), 1);
+    }
+
+    // check_retain_source after a restart: a retained message still knows who published it.
+    #[test]
+    fn a_restored_retained_message_keeps_its_source() {
+        let fs = crate::store::fs::fault::FaultFs::default();
+        let b = persistent(&fs);
+        let src = |c: &str| {
+            Some(RetainSource {
+                username: Some("u".into()),
+                client_id: c.into(),
+            })
+        };
+        b.publish_from(&message("r/1", QoS::AtMostOnce, true, b"a"), src("ok"));
+        b.publish_from(&message("r/2", QoS::AtMostOnce, true, b"b"), src("revoked"));
+        b.publish(&message("r/3", QoS::AtMostOnce, true, b"c"));
+        wait_durable(&b);
+        fs.crash(0);
+        let again = persistent(&fs);
+        let got = again.subscribe_checked(&id("s"), &[filter("r/#", QoS::AtMostOnce)], |s, _| {
+            s.client_id != "revoked"
+        });
+        let mut topics: Vec<&str> = got.iter().map(|d| d.message.topic.as_str()).collect();
+        topics.sort_unstable();
+        assert_eq!(topics, ["r/1", "r/3"]);
+        // And through a snapshot.
+        again.store().close();
+        let third = persistent(&fs);
+        let got = third.subscribe_checked(&id("s"), &[filter("r/#", QoS::AtMostOnce)], |s, _| {
+            s.client_id != "revoked"
+        });
+        assert_eq!(got.len(), 2);
     }
 
     #[test]

@@ -1149,6 +1149,7 @@ mod tests {
             }),
             ("persistence true", |c| c.persistence),
             ("retained_persistence true", |c| c.persistence),
+            ("persistence_sync_acks false", |c| !c.persistence_sync_acks),
             ("persistence_file pigeon.db", |c| {
                 c.persistence_file == Path::new("pigeon.db")
             }),

@@ -343,14 +343,21 @@ impl Drop for LogStore {
     }
 }
 
+/// Log segments (of [`log::SEGMENT_SIZE`]) written before a snapshot is taken regardless of
+/// `autosave_interval`.
+const ROLLS_PER_SNAPSHOT: u64 = 4;
+
 /// The writer thread: group commit, snapshots, and a final snapshot at close.
 fn writer(inner: &Inner, mut log: log::Log, notify: &Notify) {
     let every = inner.settings.snapshot_every;
     let mut last_snapshot = crate::clock::now();
     let mut compaction: Option<JoinHandle<()>> = None;
     let mut retry_at: Option<Instant> = None;
+    // Segments started since the last snapshot: past ROLLS_PER_SNAPSHOT the log is compacted
+    // whatever autosave_interval says, so that disk use stays bounded under load.
+    let mut since_snapshot = log.segment();
     loop {
-        let (batch, first, last, stop, snapshot) = {
+        let (batch, first, last, stop, mut snapshot) = {
             let mut p = inner.pending();
             loop {
                 let now = crate::clock::now();
@@ -389,6 +396,9 @@ fn writer(inner: &Inner, mut log: log::Log, notify: &Notify) {
                     }
                     retry_at = None;
                     inner.durable.send_modify(|d| d.synced = last);
+                    if log.segment() >= since_snapshot + ROLLS_PER_SNAPSHOT {
+                        snapshot = true;
+                    }
                 }
                 Err(e) => {
                     if !inner.refusing.swap(true, Ordering::Relaxed) {
@@ -430,6 +440,7 @@ fn writer(inner: &Inner, mut log: log::Log, notify: &Notify) {
         }
         if snapshot && compaction.as_ref().is_none_or(JoinHandle::is_finished) {
             last_snapshot = crate::clock::now();
+            since_snapshot = log.segment() + 1;
             if let Some(c) = compaction.take() {
                 let _ = c.join();
             }

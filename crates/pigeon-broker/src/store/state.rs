@@ -10,6 +10,9 @@ use super::record::{FORMAT, Record, StoredDelivery, StoredMessage, StoredSession
 pub struct StoredState {
     /// Retained messages by topic.
     pub retained: BTreeMap<String, StoredMessage>,
+    /// Who published the retained messages that remember it: username and Client
+    /// Identifier, by topic.
+    pub retained_sources: BTreeMap<String, (Option<String>, String)>,
     /// Messages held by sessions, by number.
     pub messages: HashMap<u64, StoredMessage>,
     /// Persistent sessions by Client Identifier.
@@ -28,11 +31,22 @@ impl StoredState {
         self.records += 1;
         match record {
             Record::Header { .. } => {}
+            Record::RetainSource {
+                topic,
+                username,
+                client_id,
+            } => {
+                if self.retained.contains_key(&topic) {
+                    self.retained_sources.insert(topic, (username, client_id));
+                }
+            }
             Record::Retain { topic, message } => match message {
                 Some(m) => {
+                    self.retained_sources.remove(&topic);
                     self.retained.insert(topic, m);
                 }
                 None => {
+                    self.retained_sources.remove(&topic);
                     self.retained.remove(&topic);
                 }
             },
@@ -151,6 +165,13 @@ impl StoredState {
                 topic: topic.clone(),
                 message: Some(message.clone()),
             });
+            if let Some((username, client_id)) = self.retained_sources.get(topic) {
+                emit(&Record::RetainSource {
+                    topic: topic.clone(),
+                    username: username.clone(),
+                    client_id: client_id.clone(),
+                });
+            }
         }
         let mut written = HashSet::new();
         for session in self.sessions.values() {
