@@ -16,7 +16,7 @@ use std::process::Command;
 
 use pigeon_test::{
     Background, Broker, MosquittoSub, PATIENCE, TempDir, free_port, publish, python, wait_until,
-    wait_until_for,
+    wait_until_for, write_readable,
 };
 
 const PIGEON: &str = env!("CARGO_BIN_EXE_pigeon");
@@ -59,33 +59,19 @@ fn js_dir() -> PathBuf {
     dir
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    fs::write(&path, text).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-    path.display().to_string()
-}
-
 #[test]
 fn dashboard_in_chromium_shows_topics_and_publishes() {
     let js = js_dir();
     let dir = TempDir::new("dashboard");
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let pw = dir.path().join("pw");
-    for (i, (user, password)) in [("alice", "apass"), ("bob", "bpass")].iter().enumerate() {
-        let mut cmd = Command::new(PIGEON_PASSWD);
-        if i == 0 {
-            cmd.arg("-c");
-        }
-        let out = cmd
-            .args(["-b", pw.to_str().unwrap(), user, password])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-    }
-    fs::set_permissions(&pw, fs::Permissions::from_mode(0o644)).unwrap();
+    let pw = pigeon_test::password_file(
+        PIGEON_PASSWD,
+        dir.path(),
+        "pw",
+        &[("alice", "apass"), ("bob", "bpass")],
+    );
     // The dashboard logs in as alice, who may not read secret/.
-    let acl = write(
+    let acl = write_readable(
         dir.path(),
         "acl",
         "user alice\ntopic readwrite dash/#\ntopic readwrite load/#\ntopic readwrite retained/#\n\n\
@@ -283,8 +269,8 @@ fn dashboard_over_https_and_wss() {
     let dir = TempDir::new("dashboard-https");
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-    let cert = write(dir.path(), "cert.pem", &certified.cert.pem());
-    let key = write(
+    let cert = write_readable(dir.path(), "cert.pem", &certified.cert.pem());
+    let key = write_readable(
         dir.path(),
         "key.pem",
         &certified.signing_key.serialize_pem(),

@@ -9,11 +9,10 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::Command;
 
 use pigeon_test::{
-    Broker, MosquittoSub, PATIENCE, TempDir, free_port, publish, python, wait_until,
+    Broker, MosquittoSub, PATIENCE, TempDir, free_port, publish, python, wait_until, write_readable,
 };
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
@@ -267,20 +266,13 @@ fn dashboard_can_be_turned_off() {
 fn password_file_and_acl_guard_the_api() {
     let dir = TempDir::new("http-auth");
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let pw = dir.path().join("pw");
-    for (i, (user, password)) in [("alice", "apass"), ("bob", "bpass")].iter().enumerate() {
-        let mut cmd = Command::new(PIGEON_PASSWD);
-        if i == 0 {
-            cmd.arg("-c");
-        }
-        let out = cmd
-            .args(["-b", pw.to_str().unwrap(), user, password])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-    }
-    fs::set_permissions(&pw, fs::Permissions::from_mode(0o644)).unwrap();
-    let acl = write(
+    let pw = pigeon_test::password_file(
+        PIGEON_PASSWD,
+        dir.path(),
+        "pw",
+        &[("alice", "apass"), ("bob", "bpass")],
+    );
+    let acl = write_readable(
         dir.path(),
         "acl",
         "user alice\ntopic readwrite #\n\nuser bob\ntopic read bob/#\n",
@@ -317,13 +309,6 @@ fn password_file_and_acl_guard_the_api() {
     );
     // The dashboard's files need no login: the page asks for one.
     assert_eq!(get(http, "/", None).0, 200);
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    fs::write(&path, text).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-    path.display().to_string()
 }
 
 /// A GET over HTTPS from Python's `ssl`, trusting argv[2]; argv[3] is `user:password` for
@@ -481,7 +466,7 @@ impl Pki {
         let (server_cert, server_key) = leaf(vec!["127.0.0.1".to_owned()], "127.0.0.1");
         let (client_cert, client_key) = leaf(Vec::new(), "prometheus");
         let dir_path = dir.path().to_owned();
-        let write = |name: &str, text: &str| write(&dir_path, name, text);
+        let write = |name: &str, text: &str| write_readable(&dir_path, name, text);
         Pki {
             ca_file: write("ca.pem", &issuer.pem()),
             other_ca_file: write("other.pem", &other.pem()),

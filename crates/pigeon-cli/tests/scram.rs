@@ -22,20 +22,12 @@ const PIGEON_PASSWD: &str = env!("CARGO_BIN_EXE_pigeon-passwd");
 
 /// A broker whose listener takes alice (password `pencil`) by SCRAM-SHA-512 or by password.
 fn broker(dir: &TempDir) -> Broker {
-    let passwords = dir.path().join("passwords");
-    let status = std::process::Command::new(PIGEON_PASSWD)
-        .args(["-c", "-b"])
-        .arg(&passwords)
-        .args(["alice", "pencil"])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    // The broker reads it after giving up root.
-    std::fs::set_permissions(
-        &passwords,
-        std::os::unix::fs::PermissionsExt::from_mode(0o644),
-    )
-    .unwrap();
+    let passwords = pigeon_test::password_file(
+        PIGEON_PASSWD,
+        dir.path(),
+        "passwords",
+        &[("alice", "pencil")],
+    );
     Broker::start(
         PIGEON,
         &format!(

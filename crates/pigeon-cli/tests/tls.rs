@@ -14,7 +14,7 @@ use std::process::Command;
 
 use pigeon_test::{
     Background, Broker, MosquittoSub, PATIENCE, TempDir, mosquitto_pub, publish, python,
-    run_pigeon, signal, wait_until,
+    run_pigeon, signal, wait_until, write_readable,
 };
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer, DnType,
@@ -26,14 +26,6 @@ const PIGEON: &str = env!("CARGO_BIN_EXE_pigeon");
 
 fn pigeon() -> PathBuf {
     pigeon_test::broker_binary(PIGEON)
-}
-
-/// Writes `text` to `dir/name`, readable by everyone; returns the path as a string.
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    fs::write(&path, text).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-    path.display().to_string()
 }
 
 /// A certificate authority made for a test.
@@ -98,10 +90,10 @@ impl Pki {
         let dir = TempDir::new("tls");
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let ca = Ca::new("Pigeon test CA");
-        let ca_file = write(dir.path(), "ca.pem", &ca.pem());
+        let ca_file = write_readable(dir.path(), "ca.pem", &ca.pem());
         let (cert, key) = ca.issue("localhost", &["localhost", "127.0.0.1"]);
-        let cert_file = write(dir.path(), "server.pem", &cert);
-        let key_file = write(dir.path(), "server.key", &key);
+        let cert_file = write_readable(dir.path(), "server.pem", &cert);
+        let key_file = write_readable(dir.path(), "server.key", &key);
         Pki {
             dir,
             ca,
@@ -125,8 +117,8 @@ impl Pki {
     ) -> (String, String) {
         let (cert, key) = ca.issue_with(cn, &[], edit);
         (
-            write(self.dir.path(), &format!("{cn}.pem"), &cert),
-            write(self.dir.path(), &format!("{cn}.key"), &key),
+            write_readable(self.dir.path(), &format!("{cn}.pem"), &cert),
+            write_readable(self.dir.path(), &format!("{cn}.key"), &key),
         )
     }
 
@@ -175,7 +167,7 @@ fn a_server_certificate_from_another_ca_is_refused_by_the_client() {
     let pki = Pki::new();
     let broker = Broker::start(pigeon(), &pki.server_config(), &[]);
     let other = Ca::new("Another CA");
-    let other_file = write(pki.dir.path(), "other-ca.pem", &other.pem());
+    let other_file = write_readable(pki.dir.path(), "other-ca.pem", &other.pem());
     let out = mosquitto_pub(&broker, &["--cafile", &other_file, "-t", "t", "-m", "x"]);
     assert!(!out.status.success(), "{out:?}");
     assert!(
@@ -248,7 +240,7 @@ fn require_certificate_accepts_signed_clients_only() {
 #[test]
 fn use_identity_as_username_names_the_client_for_the_acl() {
     let pki = Pki::new();
-    let acl = write(
+    let acl = write_readable(
         pki.dir.path(),
         "acl",
         "user sensor-1\ntopic readwrite sensors/1/#\n",
@@ -354,10 +346,10 @@ fn sighup_reads_the_certificates_again() {
     publish(&broker, &["--cafile", &pki.ca_file, "-t", "t", "-m", "1"]);
     // A new CA and server certificate in the same files.
     let renewed = Ca::new("Renewed CA");
-    let renewed_file = write(pki.dir.path(), "renewed-ca.pem", &renewed.pem());
+    let renewed_file = write_readable(pki.dir.path(), "renewed-ca.pem", &renewed.pem());
     let (cert, key) = renewed.issue("localhost", &["localhost", "127.0.0.1"]);
-    write(pki.dir.path(), "server.pem", &cert);
-    write(pki.dir.path(), "server.key", &key);
+    write_readable(pki.dir.path(), "server.pem", &cert);
+    write_readable(pki.dir.path(), "server.key", &key);
     signal(broker.pid(), "HUP");
     assert!(wait_until(|| {
         mosquitto_pub(&broker, &["--cafile", &renewed_file, "-t", "t", "-m", "2"])
@@ -437,7 +429,7 @@ fn use_subject_as_username_takes_the_whole_subject() {
 
 /// Runs `pigeon -c FILE` with `config` and returns its standard error; it must fail.
 fn refused(dir: &Path, config: &str) -> String {
-    let conf = write(dir, "bad.conf", config);
+    let conf = write_readable(dir, "bad.conf", config);
     let out = run_pigeon(pigeon(), &[OsStr::new("-c"), OsStr::new(&conf)]);
     assert!(!out.status.success(), "{config} was accepted");
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -469,7 +461,7 @@ fn inconsistent_tls_settings_are_configuration_errors() {
         e.contains(&format!("{conf}:4: require_certificate: needs cafile")),
         "{e}"
     );
-    let encrypted = write(
+    let encrypted = write_readable(
         dir,
         "enc.key",
         "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n",
@@ -543,8 +535,8 @@ fn an_expired_server_certificate_is_refused_by_the_client() {
     let (cert, key) = pki
         .ca
         .issue_with("localhost", &["localhost", "127.0.0.1"], expired);
-    let cert_file = write(pki.dir.path(), "expired-server.pem", &cert);
-    let key_file = write(pki.dir.path(), "expired-server.key", &key);
+    let cert_file = write_readable(pki.dir.path(), "expired-server.pem", &cert);
+    let key_file = write_readable(pki.dir.path(), "expired-server.key", &key);
     let config = format!("certfile {cert_file}\nkeyfile {key_file}\n");
     let broker = Broker::start(pigeon(), &config, &[]);
     let out = mosquitto_pub(&broker, &["--cafile", &pki.ca_file, "-t", "t", "-m", "x"]);
@@ -594,7 +586,7 @@ fn crlfile_refuses_revoked_client_certificates() {
     }
     .signed_by(&pki.ca.issuer)
     .unwrap();
-    let crl_file = write(pki.dir.path(), "ca.crl", &crl.pem().unwrap());
+    let crl_file = write_readable(pki.dir.path(), "ca.crl", &crl.pem().unwrap());
     let config = format!(
         "{}cafile {}\nrequire_certificate true\ncrlfile {crl_file}\n",
         pki.server_config(),
@@ -620,8 +612,8 @@ fn capath_reads_every_certificate_in_the_directory() {
     fs::set_permissions(&capath, fs::Permissions::from_mode(0o755)).unwrap();
     // Plain names, not OpenSSL's `<subject hash>.0`: Pigeon parses every regular file of
     // the directory and skips what holds no certificate.
-    write(&capath, "test-ca.pem", &pki.ca.pem());
-    write(&capath, "README", "not a certificate\n");
+    write_readable(&capath, "test-ca.pem", &pki.ca.pem());
+    write_readable(&capath, "README", "not a certificate\n");
     let config = format!(
         "{}capath {}\nrequire_certificate true\n",
         pki.server_config(),
@@ -692,7 +684,7 @@ fn capath_without_a_certificate_is_a_configuration_error() {
     let dir = pki.dir.path();
     let empty = dir.join("empty");
     fs::create_dir(&empty).unwrap();
-    write(&empty, "README", "nothing here\n");
+    write_readable(&empty, "README", "nothing here\n");
     let e = refused(
         dir,
         &format!(
@@ -755,7 +747,7 @@ fn pigeon_tools_round_trip_over_tls() {
 
     // A CA that did not sign the server's certificate: the client refuses the broker.
     let rogue = Ca::new("Rogue CA");
-    let rogue_file = write(pki.dir.path(), "rogue.pem", &rogue.pem());
+    let rogue_file = write_readable(pki.dir.path(), "rogue.pem", &rogue.pem());
     let status = Command::new(env!("CARGO_BIN_EXE_pigeon-pub"))
         .args(["-h", "127.0.0.1", "-p", &port, "--cafile", &rogue_file])
         .args(["--cert", &cert, "--key", &key, "-t", "tls/1", "-m", "x"])

@@ -332,6 +332,54 @@ fn spawn_logged(binary: &Path, argv: &[String], log: &Arc<Mutex<String>>) -> Chi
     child
 }
 
+/// Writes `text` to `dir/name`, readable by everyone (the broker reads its files after giving
+/// up root); returns the path as a string.
+///
+/// # Panics
+/// When the file cannot be written.
+pub fn write_readable(dir: &Path, name: &str, text: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    path.display().to_string()
+}
+
+/// Writes the password file `dir/name` with `pigeon_passwd` (the test's
+/// `env!("CARGO_BIN_EXE_pigeon-passwd")`), one `(user, password)` entry each, readable by
+/// everyone; returns its path.
+///
+/// # Panics
+/// When `pigeon-passwd` fails.
+pub fn password_file(
+    pigeon_passwd: &str,
+    dir: &Path,
+    name: &str,
+    users: &[(&str, &str)],
+) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    for (i, (user, password)) in users.iter().enumerate() {
+        let mut cmd = Command::new(pigeon_passwd);
+        if i == 0 {
+            cmd.arg("-c");
+        }
+        let out = cmd
+            .arg("-b")
+            .arg(&path)
+            .args([user, password])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pigeon-passwd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    path
+}
+
 /// Sends signal `name` (`TERM`, `INT`, `KILL`...) to process `pid` with kill(1).
 pub fn signal(pid: u32, name: &str) {
     let _ = Command::new("kill")
