@@ -478,3 +478,43 @@ impl Pki {
         }
     }
 }
+
+// With persistence, /metrics carries the store's latency as a Prometheus summary: batches
+// written and synced (group commit) and the time they took, which grow as QoS 1 messages are
+// stored; without persistence both stay 0.
+#[test]
+fn persistence_latency_is_a_summary() {
+    let (plain, plain_http) = http_broker("");
+    publish(&plain, &["-t", "p/x", "-m", "v", "-q", "1"]);
+    let samples = scrape(plain_http);
+    assert_eq!(
+        samples
+            .get("pigeon_persistence_sync_seconds_count")
+            .map(|(k, v)| (k.as_str(), *v)),
+        Some(("summary", 0.0))
+    );
+
+    let dir = TempDir::new("metrics-store");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let (broker, http) = http_broker(&format!(
+        "persistence true\npersistence_location {}/\n",
+        dir.path().display()
+    ));
+    let before = scrape(http);
+    let count = value(&before, "pigeon_persistence_sync_seconds_count");
+    let sum = value(&before, "pigeon_persistence_sync_seconds_sum");
+    // QoS 1 messages retained: each one is stored before its PUBACK.
+    for i in 0..3 {
+        publish(
+            &broker,
+            &["-t", &format!("p/{i}"), "-m", "v", "-q", "1", "-r"],
+        );
+    }
+    let after = scrape(http);
+    assert!(
+        value(&after, "pigeon_persistence_sync_seconds_count") > count,
+        "{after:?}\nbroker log:\n{}",
+        broker.log()
+    );
+    assert!(value(&after, "pigeon_persistence_sync_seconds_sum") > sum);
+}

@@ -593,6 +593,19 @@ fn metrics(shared: &Shared, started: std::time::Instant) -> String {
         queued(true),
         queued(false)
     );
+    // Persistence latency: each batch of records (group commit) written and synced, as a
+    // Prometheus summary (zero without `persistence`).
+    let store = shared.broker.store();
+    let _ = write!(
+        out,
+        "# HELP pigeon_persistence_sync_seconds Time to write and fsync one batch of records \
+         (what an acknowledgement waits for with persistence_sync_acks).\n\
+         # TYPE pigeon_persistence_sync_seconds summary\n\
+         pigeon_persistence_sync_seconds_sum {:.6}\n\
+         pigeon_persistence_sync_seconds_count {}\n",
+        std::time::Duration::from_micros(store.sync_micros()).as_secs_f64(),
+        store.syncs()
+    );
     let uptime = clock::now()
         .saturating_duration_since(started)
         .as_secs_f64();

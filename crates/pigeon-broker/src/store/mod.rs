@@ -113,6 +113,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn close(&self);
     /// Batches written (each one fsync) so far.
     fn syncs(&self) -> u64;
+    /// Time spent writing and syncing those batches, in microseconds (the persistence
+    /// latency a publisher's acknowledgement waits for, summed).
+    fn sync_micros(&self) -> u64;
 }
 
 /// The store of `persistence false`: nothing is kept.
@@ -153,6 +156,9 @@ impl Store for MemoryStore {
     fn request_snapshot(&self) {}
     fn close(&self) {}
     fn syncs(&self) -> u64 {
+        0
+    }
+    fn sync_micros(&self) -> u64 {
         0
     }
 }
@@ -199,6 +205,8 @@ struct Inner {
     appended: AtomicU64,
     refusing: AtomicBool,
     syncs: AtomicU64,
+    /// Microseconds spent in those writes and syncs.
+    sync_micros: AtomicU64,
     changes: AtomicU64,
     settings: StoreSettings,
 }
@@ -249,6 +257,7 @@ impl LogStore {
             appended: AtomicU64::new(0),
             refusing: AtomicBool::new(false),
             syncs: AtomicU64::new(0),
+            sync_micros: AtomicU64::new(0),
             changes: AtomicU64::new(0),
             settings,
         });
@@ -335,6 +344,10 @@ impl Store for LogStore {
     fn syncs(&self) -> u64 {
         self.inner.syncs.load(Ordering::Relaxed)
     }
+
+    fn sync_micros(&self) -> u64 {
+        self.inner.sync_micros.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for LogStore {
@@ -388,8 +401,14 @@ fn writer(inner: &Inner, mut log: log::Log, notify: &Notify) {
             (batch, p.first, p.last, p.stop, snapshot)
         };
         if !batch.is_empty() {
+            let started = crate::clock::now();
             match log.append(&batch) {
                 Ok(()) => {
+                    let took = crate::clock::now().saturating_duration_since(started);
+                    inner.sync_micros.fetch_add(
+                        u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+                        Ordering::Relaxed,
+                    );
                     inner.syncs.fetch_add(1, Ordering::Relaxed);
                     if inner.refusing.swap(false, Ordering::Relaxed) {
                         notify(Level::Notice, "Persistence: writing again.");
