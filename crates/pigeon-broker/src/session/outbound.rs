@@ -191,18 +191,7 @@ impl Outbound {
                     (QoS::ExactlyOnce, false) => Stage::Qos2Sent,
                     _ => Stage::Qos1Sent,
                 };
-                self.inflight_bytes += size;
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                self.ids.insert(id, seq);
-                self.inflight.insert(
-                    seq,
-                    InFlight {
-                        id,
-                        stage,
-                        delivery,
-                    },
-                );
+                self.enter_window(id, stage, delivery);
                 self.next_id = Some(id.next());
             }
             _ => {
@@ -370,11 +359,17 @@ impl Outbound {
         } else {
             Stage::Qos1Sent
         };
-        self.inflight_bytes += delivery.message.size();
         if let (Some(journal), Some(&stored)) = (&mut self.journal, delivery.message.store_id.get())
         {
             journal.push(Journal::Sent(stored, id));
         }
+        self.enter_window(id, stage, delivery);
+        publish
+    }
+
+    /// Puts `delivery` in the window under `id`, in `stage`, after everything already there.
+    fn enter_window(&mut self, id: PacketId, stage: Stage, delivery: Delivery) {
+        self.inflight_bytes += delivery.message.size();
         let seq = self.next_seq;
         self.next_seq += 1;
         self.ids.insert(id, seq);
@@ -386,7 +381,6 @@ impl Outbound {
                 delivery,
             },
         );
-        publish
     }
 
     /// The next identifier not in flight. The window never exceeds 65,535 entries, so one is
