@@ -153,6 +153,8 @@ pub struct Shared {
     pub log: Arc<Log>,
     /// The settings in force.
     pub settings: LiveSettings,
+    /// Idle connections, parked without tasks of their own.
+    pub parker: crate::net::Parker,
 }
 
 impl Shared {
@@ -234,6 +236,7 @@ impl Server {
             broker,
             log,
             settings: LiveSettings::new(settings.clone()),
+            parker: crate::net::Parker::default(),
         });
         // Set even without `log_dest topic`: a reload may add it.
         let weak = Arc::downgrade(&shared);

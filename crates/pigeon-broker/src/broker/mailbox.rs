@@ -176,6 +176,21 @@ impl MailboxReceiver {
         })
     }
 
+    /// For a connection about to park: if no mail is waiting, `waker` is what the next mail
+    /// wakes, the mailbox's room is given back and `true` is returned; `false` if mail is
+    /// already there to take.
+    pub fn rest(&mut self, waker: &Waker) -> bool {
+        let mut state = self.0.lock();
+        if !state.queue.is_empty() {
+            return false;
+        }
+        if state.queue.capacity() > 0 {
+            state.queue = VecDeque::new();
+        }
+        state.waker = Some(waker.clone());
+        true
+    }
+
     /// Registers the receiver's waker, the mailbox being empty; and gives back its room.
     fn park(state: &mut State, cx: &mut Context<'_>) {
         // Empty and about to wait: an idle connection keeps no room for mail.

@@ -332,6 +332,8 @@ fn drive<R: ReadSide, W: WriteSide, G: Send + 'static>(
         ack_rc: None,
         durable: None,
         timer: None,
+        rest: Rest::Stirred,
+        park_at: None,
     };
     if driver.shared.broker.persists() && driver.shared.broker.store().sync_acks() {
         driver.durable = Some(Box::new(Durability {
@@ -339,22 +341,262 @@ fn drive<R: ReadSide, W: WriteSide, G: Send + 'static>(
             held: VecDeque::new(),
         }));
     }
-    // The driver lives in this block's captures, used in place: an `async fn` taking it by
-    // value would hold it twice (its argument, and the local the argument is moved into).
+    run_driver(driver, rx, guard)
+}
+
+/// The future of a connection's task: runs `driver` until the connection ends or parks
+/// (see [`super::park`]). Not an `async fn`: the driver lives in this block's captures, used
+/// in place; an `async fn` taking it by value would hold it twice (its argument, and the
+/// local the argument is moved into).
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would hold the driver twice: see above"
+)]
+fn run_driver<R: ReadSide, W: WriteSide, G: Send + 'static>(
+    mut driver: Driver<R, W>,
+    mut rx: MailboxReceiver,
+    guard: G,
+) -> impl Future<Output = ()> + Send {
     async move {
         // Held, not moved: moving it into a local would keep it twice.
         let _ = &guard;
-        driver.run(rx).await;
+        if driver.run(&mut rx).await == Leave::Park {
+            // Nothing is awaited from here on: what is moved out is not kept twice.
+            park(driver, rx, guard);
+        }
     }
 }
 
+/// How a connection's task ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leave {
+    /// The connection is over.
+    Closed,
+    /// The connection is idle: it parks (see [`super::park`]).
+    Park,
+}
+
+/// How long a connection that has been busy stays in its task without anything to do
+/// before it parks: at least this long, at most twice.
+const PARK_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether a connection has had anything to do since its parking timer was armed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rest {
+    /// Just connected: it parks as soon as it has nothing to do.
+    Fresh,
+    /// Something happened since the timer was armed.
+    Stirred,
+    /// Nothing happened since the timer was armed: it parks when the timer fires.
+    Still,
+}
+
+/// What a connection keeps while it has no task: its driver, less the socket's tokio halves,
+/// the buffers (empty when it parks) and what is derived again when it resumes.
+struct Parts {
+    listener: Arc<ListenerShared>,
+    settings_rx: watch::Receiver<Arc<ServerSettings>>,
+    peer: SocketAddr,
+    conn: Connection,
+    identity: Option<Box<Identity>>,
+    durable: Option<Box<Durability>>,
+}
+
+impl Parts {
+    /// The driver that carries on with these parts over `reader` and `writer`.
+    fn driver<R: ReadSide, W: WriteSide>(
+        self,
+        shared: &Arc<Shared>,
+        reader: R,
+        writer: W,
+    ) -> Driver<R, W> {
+        // The settings in force: if a reload came while parked, the driver sees that it has
+        // not taken them yet (`has_changed`) and reconfigures.
+        let settings = Arc::clone(&self.settings_rx.borrow());
+        Driver {
+            decoder: Decoder::new(Some(self.conn.protocol()), settings.max_packet_size),
+            conn: self.conn,
+            listener: self.listener,
+            settings,
+            settings_rx: self.settings_rx,
+            shared: Arc::clone(shared),
+            reader,
+            writer,
+            unflushed: false,
+            cert_username: None,
+            peer: self.peer,
+            rbuf: BytesMut::new(),
+            wbuf: BytesMut::new(),
+            identity: self.identity,
+            takeover_reply: None,
+            ending: None,
+            ack_rc: None,
+            durable: self.durable,
+            timer: None,
+            rest: Rest::Stirred,
+            park_at: None,
+        }
+    }
+}
+
+/// A parked connection (see [`super::park`]).
+struct Parked<G> {
+    stream: std::net::TcpStream,
+    parts: Parts,
+    rx: MailboxReceiver,
+    guard: G,
+}
+
+/// Hands an idle connection to the broker's parker. Only a plain TCP connection parks (see
+/// [`ReadSide::into_std`]); should its socket not come out of tokio's hands, the connection
+/// is over, and a task finishes it as one whose peer left.
+fn park<R: ReadSide, W: WriteSide, G: Send + 'static>(
+    driver: Driver<R, W>,
+    rx: MailboxReceiver,
+    guard: G,
+) {
+    let Driver {
+        shared,
+        listener,
+        settings_rx,
+        reader,
+        writer,
+        peer,
+        conn,
+        identity,
+        durable,
+        ..
+    } = driver;
+    let parts = Parts {
+        listener,
+        settings_rx,
+        peer,
+        conn,
+        identity,
+        durable,
+    };
+    match reader.into_std(writer) {
+        Ok(stream) => shared.parker.park(
+            &shared,
+            Box::new(Parked {
+                stream,
+                parts,
+                rx,
+                guard,
+            }),
+        ),
+        Err(e) => {
+            shared.log.error(format_args!(
+                "Client {} lost: its socket could not be parked ({e}).",
+                parts.name()
+            ));
+            tokio::spawn(run_driver(parts.driver(&shared, Gone, Gone), rx, guard));
+        }
+    }
+}
+
+impl Parts {
+    fn name(&self) -> &str {
+        self.identity
+            .as_ref()
+            .map_or("<unknown>", |i| i.client_id.as_str())
+    }
+}
+
+impl<G: Send + 'static> super::park::Resume for Parked<G> {
+    fn fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.stream)
+    }
+
+    fn deadline(&self) -> Option<std::time::Instant> {
+        self.parts.conn.poll_timeout()
+    }
+
+    fn mailbox(&mut self) -> &mut MailboxReceiver {
+        &mut self.rx
+    }
+
+    fn resume(self: Box<Self>, shared: &Arc<Shared>) {
+        let Parked {
+            stream,
+            parts,
+            rx,
+            guard,
+        } = *self;
+        match TcpStream::from_std(stream) {
+            Ok(stream) => {
+                let (reader, writer) = stream.into_split();
+                tokio::spawn(run_driver(parts.driver(shared, reader, writer), rx, guard));
+            }
+            Err(e) => {
+                shared.log.error(format_args!(
+                    "Client {} lost: its socket could not be watched again ({e}).",
+                    parts.name()
+                ));
+                tokio::spawn(run_driver(parts.driver(shared, Gone, Gone), rx, guard));
+            }
+        }
+    }
+}
+
+/// The stream of a connection whose socket was lost on the way into or out of the parker:
+/// read, it ends at once; written, it fails. A driver over it finishes the connection as
+/// one whose peer left (its will published, its session given back).
+struct Gone;
+
+impl ReadSide for Gone {
+    async fn read_some(&mut self, _: &mut BytesMut) -> io::Result<usize> {
+        Ok(0)
+    }
+}
+
+impl AsyncWrite for Gone {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::task::Poll::Ready(Err(io::ErrorKind::NotConnected.into()))
+    }
+
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl WriteSide for Gone {
+    const BUFFERED: bool = false;
+}
+
 /// The reading half of a connection.
-pub(super) trait ReadSide: Send + Unpin + 'static {
+pub(super) trait ReadSide: Sized + Send + Unpin + 'static {
+    /// Whether a connection over this stream may park (see [`super::park`]): only a plain
+    /// TCP socket can go into the parker's epoll set as it is.
+    const PARKABLE: bool = false;
+
     /// Waits for bytes and appends them to `buf`; 0 at the end of the stream.
     fn read_some<'a>(
         &'a mut self,
         buf: &'a mut BytesMut,
     ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
+
+    /// The socket this half and `writer` make, out of tokio's hands, for a connection that
+    /// parks. Only where [`PARKABLE`](Self::PARKABLE); otherwise, or when tokio cannot let
+    /// the socket go, an error (and the stream is gone).
+    fn into_std<W: WriteSide>(self, writer: W) -> io::Result<std::net::TcpStream> {
+        drop((self, writer));
+        Err(io::Error::other("only a plain TCP connection parks"))
+    }
 }
 
 /// The writing half of a connection.
@@ -364,6 +606,19 @@ pub(super) trait WriteSide: AsyncWrite + Send + Unpin + 'static {
 }
 
 impl ReadSide for OwnedReadHalf {
+    const PARKABLE: bool = true;
+
+    fn into_std<W: WriteSide>(self, writer: W) -> io::Result<std::net::TcpStream> {
+        let mut writer = Some(writer);
+        let writer = (&mut writer as &mut dyn std::any::Any)
+            .downcast_mut::<Option<OwnedWriteHalf>>()
+            .and_then(Option::take)
+            .ok_or_else(|| io::Error::other("the halves of different streams"))?;
+        self.reunite(writer)
+            .map_err(io::Error::other)?
+            .into_std()
+    }
+
     /// Waits for bytes without holding a buffer: an idle connection owns none. The wait is
     /// `poll_read` into a buffer on the stack, which parks the task in the socket's own
     /// reader slot; `readable()` would put a waiter node (some 200 bytes) into the future of
@@ -468,6 +723,10 @@ struct Driver<R, W> {
     /// Keep Alive 0 has none once connected), and on the heap so that a connection without
     /// one does not carry its room.
     timer: Option<Pin<Box<Sleep>>>,
+    /// Whether anything happened since the parking timer was armed.
+    rest: Rest,
+    /// When the connection, idle since, parks (see [`Rest`]).
+    park_at: Option<std::time::Instant>,
 }
 
 /// A connection's side of the store's durability.
@@ -575,19 +834,35 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
             .map_or("<unknown>", |i| i.client_id.as_str())
     }
 
-    async fn run(&mut self, mut rx: MailboxReceiver) {
+    /// Serves the connection until it ends ([`Leave::Closed`], all done) or, idle, is to
+    /// park ([`Leave::Park`]; see [`super::park`]).
+    async fn run(&mut self, rx: &mut MailboxReceiver) -> Leave {
         let mut peer_closed = false;
+        let mut park_due = false;
         loop {
             // One atomic load: whether a reload replaced the settings.
             if self.settings_rx.has_changed().unwrap_or(false) {
                 self.reconfigure();
-                Box::pin(self.handle_events(&rx)).await;
+                Box::pin(self.handle_events(rx)).await;
             }
             self.flush_transmit();
             if self.conn.is_closed() {
                 break;
             }
-            self.arm_timer(self.conn.poll_timeout());
+            if R::PARKABLE && self.idle() {
+                if self.rest == Rest::Fresh || park_due {
+                    return Leave::Park;
+                }
+                if self.park_at.is_none() {
+                    self.park_at = Some(clock::now() + PARK_AFTER);
+                    self.rest = Rest::Still;
+                }
+            }
+            park_due = false;
+            self.arm_timer(match (self.conn.poll_timeout(), self.park_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            });
             let timed = self.timer.is_some();
             let active = self.identity.is_some() && !self.conn.is_connecting();
             let can_read = !self.conn.is_connecting()
@@ -627,6 +902,7 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
                 // Mail is waited for, not taken, here: the future of an idle connection holds
                 // no room for a `Mail`.
                 _ = rx.ready(), if can_take_mail => {
+                    self.rest = Rest::Stirred;
                     // Take what is waiting, then write once.
                     while self.wbuf.len() < WRITE_HIGH_WATER && !self.conn.is_closed() {
                         let Some(mail) = rx.try_recv() else { break };
@@ -645,8 +921,9 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
                     break;
                 }
                 Woke::Read(n) => {
+                    self.rest = Rest::Stirred;
                     self.shared.broker.counters.bytes_read(n);
-                    self.decode_all(&rx).await;
+                    self.decode_all(rx).await;
                     if self.rbuf.is_empty() {
                         // Nothing left to decode: give the buffers back until bytes arrive.
                         self.rbuf = BytesMut::new();
@@ -654,8 +931,15 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
                     }
                 }
                 Woke::Timeout => {
-                    self.conn.handle_timeout(clock::now());
-                    Box::pin(self.handle_events(&rx)).await;
+                    let now = clock::now();
+                    if self.park_at.is_some_and(|at| at <= now) {
+                        self.park_at = None;
+                        // Nothing happened for a while: park; or see whether nothing
+                        // happens for the next while.
+                        park_due = self.rest == Rest::Still;
+                    }
+                    self.conn.handle_timeout(now);
+                    Box::pin(self.handle_events(rx)).await;
                 }
                 Woke::Durable(gone) => {
                     if gone && let Some(d) = &mut self.durable {
@@ -675,6 +959,19 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
         }
         let _ = self.writer.shutdown().await;
         Box::pin(self.finish(peer_closed, rx)).await;
+        Leave::Closed
+    }
+
+    /// Whether the connection has nothing to do but wait, with nothing buffered either way:
+    /// then it may park.
+    fn idle(&self) -> bool {
+        self.identity.is_some()
+            && !self.conn.is_connecting()
+            && self.rbuf.is_empty()
+            && self.wbuf.is_empty()
+            && !self.unflushed
+            && self.takeover_reply.is_none()
+            && self.durable.as_ref().is_none_or(|d| d.held.is_empty())
     }
 
     /// Sets the timer to `deadline`, creating it when there was none and dropping it when
@@ -1092,6 +1389,8 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
             generation,
             username: username.clone(),
         }));
+        // Connected: it parks as soon as it has nothing to do.
+        self.rest = Rest::Fresh;
         let user = username
             .as_ref()
             .map(|u| format!(", u'{u}'"))
@@ -1492,7 +1791,7 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
 
     /// After the socket is done: publish the will if the ending calls for it, and give the
     /// session back to the registry (or to the connection that took it over).
-    async fn finish(&mut self, peer_closed: bool, mut rx: MailboxReceiver) {
+    async fn finish(&mut self, peer_closed: bool, rx: &mut MailboxReceiver) {
         let reason = if peer_closed && !self.conn.is_closed() {
             self.shared.log.connection(
                 LogTypes::NOTICE,
@@ -1543,7 +1842,7 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
             &identity.client_id,
             identity.generation,
             session.take(),
-            Some(&mut rx),
+            Some(rx),
             clock::now(),
         ) {
             // Another connection claimed the identifier meanwhile: it asks for the session
