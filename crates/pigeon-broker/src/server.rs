@@ -492,4 +492,152 @@ mod tests {
         assert!(shared.broker.retained_count() >= 2);
         server.run_until(async {}).await;
     }
+
+    /// Parking (see `net/park.rs`): an idle connection gives up its task and is resumed by
+    /// what concerns it: bytes, mail, its Keep Alive deadline, the end of the broker.
+    mod parking {
+        use super::*;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::net::TcpStream;
+
+        /// CONNECT, MQTT 3.1.1, Clean Session, Client Identifier `id` (one byte), `keep_alive`.
+        fn connect(id: u8, keep_alive: u8) -> [u8; 15] {
+            [
+                0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, keep_alive, 0, 1, id,
+            ]
+        }
+
+        async fn client(server: &Server, id: u8, keep_alive: u8) -> TcpStream {
+            let mut stream = TcpStream::connect(server.local_addrs()[0]).await.unwrap();
+            stream.write_all(&connect(id, keep_alive)).await.unwrap();
+            assert_eq!(read(&mut stream, 4).await, [0x20, 2, 0, 0], "CONNACK");
+            stream
+        }
+
+        /// The next `n` bytes from the broker (waiting at most 10 s: a hung test fails).
+        async fn read(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+            let mut buf = vec![0; n];
+            tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut buf))
+                .await
+                .expect("the broker answers")
+                .unwrap();
+            buf
+        }
+
+        /// Whether the broker closes the connection (within 10 s).
+        async fn closed(stream: &mut TcpStream) -> bool {
+            let mut buf = [0; 64];
+            loop {
+                match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await {
+                    Ok(Ok(0) | Err(_)) => return true,
+                    Ok(Ok(_)) => {}
+                    Err(_) => return false,
+                }
+            }
+        }
+
+        /// Waits (at most 10 s) until `n` connections are parked.
+        async fn parked(shared: &Shared, n: usize) {
+            for _ in 0..1000 {
+                if shared.parker.parked() == n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("{} connections parked, not {n}", shared.parker.parked());
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_parked_connection_wakes_for_bytes_and_for_mail() {
+            let server = Server::start(quiet()).await.unwrap();
+            let shared = Arc::clone(server.shared());
+            let mut subscriber = client(&server, b's', 0).await;
+            // Just connected and idle: it parks at once.
+            parked(&shared, 1).await;
+            // Bytes wake it: SUBSCRIBE t at QoS 1, SUBACK.
+            subscriber
+                .write_all(&[0x82, 6, 0, 1, 0, 1, b't', 1])
+                .await
+                .unwrap();
+            assert_eq!(read(&mut subscriber, 5).await, [0x90, 3, 0, 1, 1]);
+            // A PINGREQ is answered too [MQTT-3.12.4-1].
+            subscriber.write_all(&[0xC0, 0]).await.unwrap();
+            assert_eq!(read(&mut subscriber, 2).await, [0xD0, 0]);
+            let mut publisher = client(&server, b'p', 0).await;
+            parked(&shared, 2).await;
+            // Mail wakes it: the publisher's message is delivered.
+            publisher
+                .write_all(&[0x32, 7, 0, 1, b't', 0, 9, b'h', b'i'])
+                .await
+                .unwrap();
+            assert_eq!(read(&mut publisher, 4).await, [0x40, 2, 0, 9], "PUBACK");
+            let delivered = read(&mut subscriber, 9).await;
+            assert_eq!(delivered[..5], [0x32, 7, 0, 1, b't']);
+            assert_eq!(delivered[7..], *b"hi");
+            subscriber
+                .write_all(&[0x40, 2, delivered[5], delivered[6]])
+                .await
+                .unwrap();
+            // Quiet again, both park in time.
+            parked(&shared, 2).await;
+            server.run_until(async {}).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_parked_connection_is_closed_when_its_keep_alive_runs_out() {
+            let server = Server::start(quiet()).await.unwrap();
+            let shared = Arc::clone(server.shared());
+            // Keep Alive 1 s: closed once 1.5 s pass without a packet [MQTT-3.1.2-24].
+            let mut quiet_client = client(&server, b'k', 1).await;
+            parked(&shared, 1).await;
+            assert!(closed(&mut quiet_client).await);
+            parked(&shared, 0).await;
+            server.run_until(async {}).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_parked_connection_is_taken_over() {
+            let server = Server::start(quiet()).await.unwrap();
+            let shared = Arc::clone(server.shared());
+            let mut first = client(&server, b'x', 0).await;
+            parked(&shared, 1).await;
+            // The same Client Identifier again: the first connection is closed [MQTT-3.1.4-2].
+            let _second = client(&server, b'x', 0).await;
+            assert!(closed(&mut first).await);
+            parked(&shared, 1).await;
+            server.run_until(async {}).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_parked_connection_hears_of_the_shutdown_and_of_its_peer_leaving() {
+            let server = Server::start(quiet()).await.unwrap();
+            let shared = Arc::clone(server.shared());
+            let leaving = client(&server, b'l', 0).await;
+            let mut v5 = TcpStream::connect(server.local_addrs()[0]).await.unwrap();
+            v5.write_all(&[
+                0x10, 14, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 0, 0, 0, 1, b'5',
+            ])
+            .await
+            .unwrap();
+            let head = read(&mut v5, 2).await;
+            assert_eq!(head[0], 0x20, "CONNACK");
+            read(&mut v5, usize::from(head[1])).await;
+            parked(&shared, 2).await;
+            // The peer closes: the broker notices although nothing waits on the socket in a
+            // task; the client is gone from the registry.
+            drop(leaving);
+            parked(&shared, 1).await;
+            for _ in 0..1000 {
+                if shared.broker.online_count() == 1 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(shared.broker.online_count(), 1);
+            // Shutdown: the MQTT 5.0 client is told, DISCONNECT with Server shutting down.
+            let stopping = tokio::spawn(server.run_until(async {}));
+            assert_eq!(read(&mut v5, 3).await, [0xE0, 1, 0x8B]);
+            stopping.await.unwrap();
+        }
+    }
 }

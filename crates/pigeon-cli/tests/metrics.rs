@@ -132,6 +132,7 @@ fn metrics_parse_and_follow_the_traffic() {
         ("pigeon_auth_failures_total", "counter"),
         ("pigeon_queued_messages{client=\"connected\"}", "gauge"),
         ("process_resident_memory_bytes", "gauge"),
+        ("pigeon_connections_parked", "gauge"),
     ] {
         assert_eq!(
             before.get(name).map(|(k, _)| k.as_str()),
@@ -155,6 +156,16 @@ fn metrics_parse_and_follow_the_traffic() {
     assert!(value(&after, "pigeon_messages_received_total") >= received + 7.0);
     assert!(value(&after, "pigeon_messages_sent_total") >= 7.0);
     assert!(value(&after, "pigeon_clients_connected") >= 1.0);
+    // The subscriber, idle between messages, parks (see ARCHITECTURE.md).
+    let mut parked = value(&after, "pigeon_connections_parked");
+    for _ in 0..100 {
+        if parked >= 1.0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        parked = value(&scrape(http), "pigeon_connections_parked");
+    }
+    assert!(parked >= 1.0, "{parked} connections parked");
     assert!(value(&after, "pigeon_subscriptions") >= 1.0);
     assert!(value(&after, "pigeon_retained_messages") >= 1.0);
     assert!(

@@ -614,9 +614,7 @@ impl ReadSide for OwnedReadHalf {
             .downcast_mut::<Option<OwnedWriteHalf>>()
             .and_then(Option::take)
             .ok_or_else(|| io::Error::other("the halves of different streams"))?;
-        self.reunite(writer)
-            .map_err(io::Error::other)?
-            .into_std()
+        self.reunite(writer).map_err(io::Error::other)?.into_std()
     }
 
     /// Waits for bytes without holding a buffer: an idle connection owns none. The wait is

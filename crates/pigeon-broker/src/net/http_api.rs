@@ -593,6 +593,12 @@ fn metrics(shared: &Shared, started: std::time::Instant) -> String {
         queued(true),
         queued(false)
     );
+    let _ = write!(
+        out,
+        "# HELP pigeon_connections_parked Idle connections parked without a task of their own.\n\
+         # TYPE pigeon_connections_parked gauge\npigeon_connections_parked {}\n",
+        shared.parker.parked()
+    );
     // Persistence latency: each batch of records (group commit) written and synced, as a
     // Prometheus summary (zero without `persistence`).
     let store = shared.broker.store();
