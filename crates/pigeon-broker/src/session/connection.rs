@@ -414,6 +414,9 @@ impl Connection {
         if self.events.is_empty() && self.events.capacity() > 0 {
             self.events = VecDeque::new();
         }
+        if let Some(session) = &mut self.session {
+            session.outbound.release_idle_room();
+        }
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is next due.

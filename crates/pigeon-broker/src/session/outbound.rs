@@ -109,6 +109,37 @@ struct InFlight {
     delivery: Delivery,
 }
 
+/// The messages an [`Outbound`] holds.
+#[derive(Debug, Default)]
+struct Held {
+    /// In flight, by send order (redelivery keeps it).
+    inflight: BTreeMap<u64, InFlight>,
+    /// Send order of each identifier in flight.
+    /// (A `BTreeMap`: half the size of a `HashMap`, and as quick for a window of a few dozen
+    /// identifiers.)
+    ids: BTreeMap<PacketId, u64>,
+    next_seq: u64,
+    inflight_bytes: usize,
+    queue: VecDeque<Delivery>,
+    queued_bytes: usize,
+}
+
+impl Held {
+    fn is_empty(&self) -> bool {
+        self.inflight.is_empty() && self.queue.is_empty()
+    }
+}
+
+/// What an [`Outbound`] without a [`Held`] reads.
+static NOTHING_HELD: Held = Held {
+    inflight: BTreeMap::new(),
+    ids: BTreeMap::new(),
+    next_seq: 0,
+    inflight_bytes: 0,
+    queue: VecDeque::new(),
+    queued_bytes: 0,
+};
+
 /// The outbound half of one client's session.
 #[derive(Debug, Default)]
 pub struct Outbound {
@@ -118,16 +149,9 @@ pub struct Outbound {
     /// Maximum Packet Size of the current MQTT 5.0 connection: larger PUBLISH packets are
     /// discarded as if sent [MQTT-3.1.2-25].
     max_packet_size: Option<u32>,
-    /// In flight, by send order (redelivery keeps it).
-    inflight: BTreeMap<u64, InFlight>,
-    /// Send order of each identifier in flight.
-    /// (A `BTreeMap`: half the size of a `HashMap` in every session, and as quick for a window
-    /// of a few dozen identifiers.)
-    ids: BTreeMap<PacketId, u64>,
-    next_seq: u64,
-    inflight_bytes: usize,
-    queue: VecDeque<Delivery>,
-    queued_bytes: usize,
+    /// The messages held, in flight and queued; on the heap, and only while there are any:
+    /// an idle session (every idle connection has one) carries one pointer for them.
+    held: Option<Box<Held>>,
     next_id: Option<PacketId>,
     dropped: u64,
     expired: u64,
@@ -142,6 +166,23 @@ pub struct Outbound {
 }
 
 impl Outbound {
+    /// The messages held (none, without a [`Held`]).
+    fn holding(&self) -> &Held {
+        self.held.as_deref().unwrap_or(&NOTHING_HELD)
+    }
+
+    /// The messages held, made room for.
+    fn held_mut(&mut self) -> &mut Held {
+        self.held.get_or_insert_default()
+    }
+
+    /// Gives back the room for held messages while there are none.
+    pub fn release_idle_room(&mut self) {
+        if self.held.as_ref().is_some_and(|h| h.is_empty()) {
+            self.held = None;
+        }
+    }
+
     /// An empty outbound state with these limits.
     pub fn new(limits: OutboundLimits) -> Self {
         Outbound {
@@ -174,10 +215,11 @@ impl Outbound {
     /// What the session holds, in order: those in flight (with their identifier and whether
     /// PUBREC came), then those queued.
     pub fn held(&self) -> impl Iterator<Item = (&Delivery, Option<(PacketId, bool)>)> {
-        self.inflight
+        self.holding()
+            .inflight
             .values()
             .map(|f| (&f.delivery, Some((f.id, f.stage == Stage::Released))))
-            .chain(self.queue.iter().map(|d| (d, None)))
+            .chain(self.holding().queue.iter().map(|d| (d, None)))
     }
 
     /// Puts back a delivery held before a restart: in flight under its identifier (and
@@ -185,7 +227,7 @@ impl Outbound {
     pub fn restore(&mut self, delivery: Delivery, inflight: Option<(PacketId, bool)>) {
         let size = delivery.message.size();
         match inflight {
-            Some((id, released)) if !self.ids.contains_key(&id) => {
+            Some((id, released)) if !self.holding().ids.contains_key(&id) => {
                 let stage = match (delivery.qos, released) {
                     (_, true) => Stage::Released,
                     (QoS::ExactlyOnce, false) => Stage::Qos2Sent,
@@ -195,8 +237,8 @@ impl Outbound {
                 self.next_id = Some(id.next());
             }
             _ => {
-                self.queued_bytes += size;
-                self.queue.push_back(delivery);
+                self.held_mut().queued_bytes += size;
+                self.held_mut().queue.push_back(delivery);
             }
         }
     }
@@ -249,17 +291,17 @@ impl Outbound {
 
     /// Messages in flight.
     pub fn inflight_len(&self) -> usize {
-        self.inflight.len()
+        self.holding().inflight.len()
     }
 
     /// Messages queued behind the window.
     pub fn queued_len(&self) -> usize {
-        self.queue.len()
+        self.holding().queue.len()
     }
 
     /// Payload bytes held, in flight and queued.
     pub fn held_bytes(&self) -> usize {
-        self.inflight_bytes + self.queued_bytes
+        self.holding().inflight_bytes + self.holding().queued_bytes
     }
 
     /// Messages dropped so far because a queue was full.
@@ -305,7 +347,7 @@ impl Outbound {
             };
         }
         if matches!(link, Link::Online { .. })
-            && self.queue.is_empty()
+            && self.holding().queue.is_empty()
             && self.window_has_room(delivery.message.size())
         {
             return Pushed::Send(self.start(delivery, now));
@@ -316,16 +358,16 @@ impl Outbound {
     fn enqueue(&mut self, delivery: Delivery) -> Pushed {
         let size = delivery.message.size();
         let count_full = self.limits.max_queued_messages != 0
-            && self.queue.len() >= self.limits.max_queued_messages;
+            && self.holding().queue.len() >= self.limits.max_queued_messages;
         let bytes_full = self.limits.max_queued_bytes != 0
-            && self.queued_bytes + size > self.limits.max_queued_bytes;
+            && self.holding().queued_bytes + size > self.limits.max_queued_bytes;
         if count_full || bytes_full {
             self.dropped += 1;
             self.note_done(&delivery);
             return Pushed::Dropped;
         }
-        self.queued_bytes += size;
-        self.queue.push_back(delivery);
+        self.held_mut().queued_bytes += size;
+        self.held_mut().queue.push_back(delivery);
         Pushed::Queued
     }
 
@@ -341,13 +383,13 @@ impl Outbound {
     }
 
     fn window_has_room(&self, size: usize) -> bool {
-        if self.inflight.len() >= self.window() {
+        if self.holding().inflight.len() >= self.window() {
             return false;
         }
         // An empty window always takes one message, however large, or it would never move.
         self.limits.max_inflight_bytes == 0
-            || self.inflight.is_empty()
-            || self.inflight_bytes + size <= self.limits.max_inflight_bytes
+            || self.holding().inflight.is_empty()
+            || self.holding().inflight_bytes + size <= self.limits.max_inflight_bytes
     }
 
     /// Puts a QoS 1 or 2 delivery in flight under a fresh identifier.
@@ -369,11 +411,11 @@ impl Outbound {
 
     /// Puts `delivery` in the window under `id`, in `stage`, after everything already there.
     fn enter_window(&mut self, id: PacketId, stage: Stage, delivery: Delivery) {
-        self.inflight_bytes += delivery.message.size();
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.ids.insert(id, seq);
-        self.inflight.insert(
+        self.held_mut().inflight_bytes += delivery.message.size();
+        let seq = self.held_mut().next_seq;
+        self.held_mut().next_seq += 1;
+        self.held_mut().ids.insert(id, seq);
+        self.held_mut().inflight.insert(
             seq,
             InFlight {
                 id,
@@ -387,7 +429,7 @@ impl Outbound {
     /// always free when this is called.
     fn allocate_id(&mut self) -> PacketId {
         let mut id = self.next_id.unwrap_or(PacketId::FIRST);
-        while self.ids.contains_key(&id) {
+        while self.holding().ids.contains_key(&id) {
             id = id.next();
         }
         self.next_id = Some(id.next());
@@ -398,16 +440,16 @@ impl Outbound {
     /// Expired messages, and messages too large for the client, leave the queue unsent.
     pub fn fill(&mut self, now: Instant) -> Vec<Publish> {
         let mut out = Vec::new();
-        while let Some(front) = self.queue.front() {
+        while let Some(front) = self.holding().queue.front() {
             let size = front.message.size();
             // A QoS 0 message queued while offline leaves the queue without using the window.
             if front.qos != QoS::AtMostOnce && !self.window_has_room(size) {
                 break;
             }
-            let Some(delivery) = self.queue.pop_front() else {
+            let Some(delivery) = self.held_mut().queue.pop_front() else {
                 break;
             };
-            self.queued_bytes -= size;
+            self.held_mut().queued_bytes -= size;
             if self.undeliverable(&delivery, now) {
                 self.note_done(&delivery);
                 continue;
@@ -423,18 +465,19 @@ impl Outbound {
     }
 
     fn finish(&mut self, id: PacketId) {
-        if let Some(seq) = self.ids.remove(&id)
-            && let Some(done) = self.inflight.remove(&seq)
+        if let Some(seq) = self.held_mut().ids.remove(&id)
+            && let Some(done) = self.held_mut().inflight.remove(&seq)
         {
-            self.inflight_bytes -= done.delivery.message.size();
+            self.held_mut().inflight_bytes -= done.delivery.message.size();
             self.note_done(&done.delivery);
         }
     }
 
     fn stage_of(&self, id: PacketId) -> Result<Stage, AckError> {
-        self.ids
+        self.holding()
+            .ids
             .get(&id)
-            .and_then(|seq| self.inflight.get(seq))
+            .and_then(|seq| self.holding().inflight.get(seq))
             .map(|f| f.stage)
             .ok_or(AckError::UnknownPacketId(id))
     }
@@ -468,7 +511,8 @@ impl Outbound {
     ) -> Result<Vec<Packet>, AckError> {
         match self.stage_of(id)? {
             Stage::Qos2Sent | Stage::Released if !failed => {
-                if let Some(f) = self.ids.get(&id).and_then(|s| self.inflight.get_mut(s))
+                let held = self.held_mut();
+                if let Some(f) = held.ids.get(&id).and_then(|s| held.inflight.get_mut(s))
                     && f.stage == Stage::Qos2Sent
                 {
                     f.stage = Stage::Released;
@@ -510,19 +554,21 @@ impl Outbound {
         // A message in flight that the new connection's Maximum Packet Size no longer lets
         // through is discarded as if its delivery had completed [MQTT-3.1.2-25].
         let oversize: Vec<(u64, PacketId)> = self
+            .holding()
             .inflight
             .iter()
             .filter(|(_, f)| f.stage != Stage::Released && self.too_large(&f.delivery, now))
             .map(|(seq, f)| (*seq, f.id))
             .collect();
         for (seq, id) in oversize {
-            if let Some(f) = self.inflight.remove(&seq) {
-                self.ids.remove(&id);
-                self.inflight_bytes -= f.delivery.message.size();
+            if let Some(f) = self.held_mut().inflight.remove(&seq) {
+                self.held_mut().ids.remove(&id);
+                self.held_mut().inflight_bytes -= f.delivery.message.size();
                 self.oversize += 1;
             }
         }
         let mut out: Vec<Packet> = self
+            .holding()
             .inflight
             .values()
             .map(|f| match f.stage {
@@ -542,24 +588,31 @@ impl Outbound {
     /// QoS 2 delivery once started stays: it is never sent to another member [MQTT-4.8.2-5].
     pub fn take_shared(&mut self) -> Vec<Delivery> {
         let mut out = Vec::new();
+        if self.held.is_none() {
+            return out;
+        }
         let unreceived: Vec<PacketId> = self
+            .holding()
             .inflight
             .values()
             .filter(|f| f.stage == Stage::Qos1Sent && f.delivery.shared.is_some())
             .map(|f| f.id)
             .collect();
         for id in unreceived {
-            if let Some(seq) = self.ids.remove(&id)
-                && let Some(f) = self.inflight.remove(&seq)
+            if let Some(seq) = self.held_mut().ids.remove(&id)
+                && let Some(f) = self.held_mut().inflight.remove(&seq)
             {
-                self.inflight_bytes -= f.delivery.message.size();
+                self.held_mut().inflight_bytes -= f.delivery.message.size();
                 out.push(f.delivery);
             }
         }
-        let (shared, kept): (VecDeque<Delivery>, VecDeque<Delivery>) =
-            self.queue.drain(..).partition(|d| d.shared.is_some());
-        self.queue = kept;
-        self.queued_bytes = self.queue.iter().map(|d| d.message.size()).sum();
+        let (shared, kept): (VecDeque<Delivery>, VecDeque<Delivery>) = self
+            .held_mut()
+            .queue
+            .drain(..)
+            .partition(|d| d.shared.is_some());
+        self.held_mut().queue = kept;
+        self.held_mut().queued_bytes = self.held_mut().queue.iter().map(|d| d.message.size()).sum();
         out.extend(shared);
         out
     }
