@@ -117,7 +117,7 @@ pub fn will_due(
     session: Option<&Session>,
 ) -> Option<Instant> {
     let delay = Duration::from_secs(u64::from(will_delay_interval.unwrap_or(0)));
-    let delay = match session.map(|s| s.expiry) {
+    let delay = match session.map(Session::expiry) {
         Some(Some(expiry)) => delay.min(expiry),
         Some(None) => delay,
         None => Duration::ZERO,
@@ -1317,7 +1317,7 @@ impl Broker {
             .extract_if(|_, client| match client {
                 Client::Offline(session, since) => {
                     let away = now.saturating_duration_since(*since);
-                    session.expiry.is_some_and(|e| away >= e)
+                    session.expiry().is_some_and(|e| away >= e)
                         || max_age.is_some_and(|max| away > max)
                 }
                 Client::Online { .. } => false,

@@ -245,7 +245,8 @@ pub struct Connection {
     protocol: Protocol,
     session: Option<Session>,
     will: Option<Box<Will>>,
-    keep_alive: Option<Duration>,
+    /// Keep Alive in seconds (in 16 bits, as on the wire: every connection's state holds it).
+    keep_alive: Option<u16>,
     deadline: Option<Instant>,
     transmit: Vec<Packet>,
     events: VecDeque<Event>,
@@ -570,10 +571,10 @@ impl Connection {
             }
             // A client asking for no Keep Alive, or a longer one than `max_keepalive`, is told
             // to use `max_keepalive` [MQTT-3.2.2-21], as Mosquitto does.
-            let asked = self.keep_alive.map_or(0, |k| k.as_secs());
-            if asked == 0 || asked > u64::from(limits.max_keepalive) {
+            let asked = self.keep_alive.unwrap_or(0);
+            if asked == 0 || asked > limits.max_keepalive {
                 props.server_keep_alive = Some(limits.max_keepalive);
-                self.keep_alive = Some(Duration::from_secs(u64::from(limits.max_keepalive)));
+                self.keep_alive = Some(limits.max_keepalive);
             }
             props.assigned_client_identifier = assigned;
             if !limits.retain_available {
@@ -696,7 +697,10 @@ impl Connection {
     fn touch(&mut self, now: Instant) {
         // A Keep Alive of 0 turns the mechanism off; otherwise one and a half times it
         // [MQTT-3.1.2-24].
-        self.deadline = self.keep_alive.and_then(|k| now.checked_add(k + k / 2));
+        self.deadline = self.keep_alive.and_then(|k| {
+            let k = Duration::from_secs(u64::from(k));
+            now.checked_add(k + k / 2)
+        });
     }
 
     fn violation(&mut self, violation: Violation) {
@@ -749,7 +753,7 @@ impl Connection {
         }
         self.keep_alive = match connect.keep_alive {
             0 => None,
-            secs => Some(Duration::from_secs(u64::from(secs))),
+            secs => Some(secs),
         };
         // Kept for the whole connection: detached from the CONNECT's read buffer.
         self.will = connect.will.as_ref().map(|will| {

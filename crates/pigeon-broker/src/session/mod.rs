@@ -45,9 +45,9 @@ pub struct Session {
     /// Whether the session ends with its connection: an MQTT 3.x Clean Session, or an MQTT 5.0
     /// Session Expiry Interval of 0 (kept in step with `expiry`).
     pub clean: bool,
-    /// How long the session outlives its connection: `Some(0)` not at all, `None` for ever
-    /// (MQTT 3.x persistent sessions, and 5.0's 0xFFFFFFFF) [MQTT-3.1.2-23].
-    pub expiry: Option<Duration>,
+    /// How long the session outlives its connection, in seconds (see
+    /// [`expiry`](Self::expiry); 32 bits, as on the wire: every connection's state holds it).
+    expiry_secs: Option<u32>,
     /// Subscriptions by their full filter text (with any `$share/group/` prefix).
     pub subscriptions: HashMap<MqttString, Subscription>,
     /// Messages to the client.
@@ -72,7 +72,7 @@ impl Session {
             client_id,
             protocol,
             clean,
-            expiry: if clean { Some(Duration::ZERO) } else { None },
+            expiry_secs: if clean { Some(0) } else { None },
             subscriptions: HashMap::new(),
             outbound: Outbound::new(limits),
             inbound: Inbound::new(),
@@ -82,12 +82,19 @@ impl Session {
 }
 
 impl Session {
+    /// How long the session outlives its connection: `Some(0)` not at all, `None` for ever
+    /// (MQTT 3.x persistent sessions, and 5.0's 0xFFFFFFFF) [MQTT-3.1.2-23].
+    pub fn expiry(&self) -> Option<Duration> {
+        self.expiry_secs
+            .map(|secs| Duration::from_secs(u64::from(secs)))
+    }
+
     /// Sets how long the session outlives its connection, from an MQTT 5.0 Session Expiry
     /// Interval in seconds (0xFFFFFFFF: for ever) [MQTT-3.1.2-23].
     pub fn set_expiry_interval(&mut self, secs: u32) {
-        self.expiry = match secs {
+        self.expiry_secs = match secs {
             u32::MAX => None,
-            secs => Some(Duration::from_secs(u64::from(secs))),
+            secs => Some(secs),
         };
         self.clean = secs == 0;
     }

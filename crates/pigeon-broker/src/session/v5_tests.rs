@@ -304,7 +304,7 @@ fn session_expiry_interval_comes_from_connect() {
         c.properties.session_expiry_interval = interval;
         let conn = connected(c, t0());
         let session = conn.session().expect("connected");
-        assert_eq!(session.expiry, expiry, "{interval:?}");
+        assert_eq!(session.expiry(), expiry, "{interval:?}");
         assert_eq!(session.clean, clean, "{interval:?}");
         assert_eq!(conn.session_expiry_interval(), interval.unwrap_or(0));
     }
@@ -331,7 +331,7 @@ fn disconnect_changes_session_expiry() {
         );
         assert_eq!(conn.session_expiry_interval(), on_disconnect);
         let session = conn.take_session().expect("kept for the broker");
-        assert_eq!((session.expiry, session.clean), (expiry, clean));
+        assert_eq!((session.expiry(), session.clean), (expiry, clean));
         assert!(
             conn.take_transmit().is_empty(),
             "nothing answers a DISCONNECT"
@@ -363,7 +363,7 @@ fn disconnect_cannot_extend_a_session_that_had_no_expiry() {
     // The session still ends with the connection.
     let session = conn.take_session().expect("session");
     assert!(session.clean);
-    assert_eq!(session.expiry, Some(Duration::ZERO));
+    assert_eq!(session.expiry(), Some(Duration::ZERO));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -143,7 +143,7 @@ pub fn stored_meta(s: &Session, disconnected_ms: Option<u64>) -> StoredSession {
         client: s.client_id.to_string(),
         protocol: s.protocol.level(),
         expiry: s
-            .expiry
+            .expiry()
             .map(|e| u32::try_from(e.as_secs()).unwrap_or(u32::MAX - 1)),
         disconnected_ms,
         subscriptions,
