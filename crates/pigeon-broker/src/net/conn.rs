@@ -2026,11 +2026,11 @@ mod future_size {
     }
 
     /// What a parked connection keeps (see `net/park.rs`): with the pieces it points to,
-    /// every idle connection's cost. Within 448 bytes it takes jemalloc's 448-byte class.
+    /// every idle connection's cost. Within 384 bytes it takes jemalloc's 384-byte class.
     #[test]
-    fn a_parked_connection_fits_in_448_bytes() {
+    fn a_parked_connection_fits_in_384_bytes() {
         let size = size_of::<Parked<Arc<()>>>();
-        assert!(size <= 448, "a parked connection takes {size} bytes");
+        assert!(size <= 384, "a parked connection takes {size} bytes");
     }
 
     fn size_of_output<F: Future>(_: fn() -> F) -> usize {

@@ -244,14 +244,31 @@ pub struct Connection {
     state: State,
     protocol: Protocol,
     session: Option<Session>,
-    will: Option<Box<Will>>,
     /// Keep Alive in seconds (in 16 bits, as on the wire: every connection's state holds it).
     keep_alive: Option<u16>,
     deadline: Option<Instant>,
-    transmit: Vec<Packet>,
-    events: VecDeque<Event>,
+    /// Packets to write and events for the broker, while there are any.
+    pending: Option<Box<Pending>>,
     /// What the client asked for in CONNECT (MQTT 5.0).
     client: ClientLimits,
+    /// The will, Topic Aliases and enhanced authentication, once there is any of them.
+    rare: Option<Box<Rare>>,
+}
+
+/// A connection's packets to write and events for the broker, on the heap while there are
+/// any: an idle connection carries one pointer for them.
+#[derive(Debug, Default)]
+struct Pending {
+    transmit: Vec<Packet>,
+    events: VecDeque<Event>,
+}
+
+/// What few connections have, on the heap together: a connection without any carries one
+/// pointer for them.
+#[derive(Debug, Default)]
+struct Rare {
+    /// The will message, until it is published or discarded.
+    will: Option<Box<Will>>,
     /// Topic Aliases (MQTT 5.0, section 3.3.2.3.4), once there is one.
     aliases: Option<Box<Aliases>>,
     /// Enhanced authentication (MQTT 5.0, section 4.12), when CONNECT named a method.
@@ -284,6 +301,11 @@ struct Aliases {
 }
 
 impl Connection {
+    /// The packets to write and the events, made room for.
+    fn pending(&mut self) -> &mut Pending {
+        self.pending.get_or_insert_default()
+    }
+
     /// A connection just accepted at `now`.
     pub fn new(settings: impl Into<Arc<ConnectionSettings>>, now: Instant) -> Self {
         let settings = settings.into();
@@ -293,14 +315,11 @@ impl Connection {
             state: State::AwaitingConnect,
             protocol: Protocol::V311,
             session: None,
-            will: None,
             keep_alive: None,
             deadline,
-            transmit: Vec::new(),
-            events: VecDeque::new(),
+            pending: None,
             client: ClientLimits::default(),
-            aliases: None,
-            auth: None,
+            rare: None,
         }
     }
 
@@ -308,8 +327,9 @@ impl Connection {
     /// it established (`None` inside: the CONNECT's User Name stands). `None` when CONNECT
     /// named no method: the broker checks the User Name and Password itself.
     pub fn authenticated_by(&self) -> Option<(&MqttString, Option<&str>)> {
-        self.auth
+        self.rare
             .as_ref()
+            .and_then(|r| r.auth.as_ref())
             .map(|a| (&a.method, a.username.as_deref()))
     }
 
@@ -348,7 +368,11 @@ impl Connection {
     /// carries the topic and sets the alias, later ones carry the alias and an empty topic
     /// (section 3.3.2.3.4), so a repeated long topic costs two bytes.
     pub fn take_transmit(&mut self) -> Vec<Packet> {
-        let mut packets = mem::take(&mut self.transmit);
+        let mut packets = self
+            .pending
+            .as_mut()
+            .map(|p| mem::take(&mut p.transmit))
+            .unwrap_or_default();
         if self.client.topic_alias_maximum > 0 {
             for packet in &mut packets {
                 if let Packet::Publish(publish) = packet {
@@ -370,8 +394,9 @@ impl Connection {
         let fits =
             |p: &Publish| max.is_none_or(|max| p.encoded_len(Protocol::V5) <= max.get() as usize);
         if let Some(&alias) = self
-            .aliases
+            .rare
             .as_ref()
+            .and_then(|r| r.aliases.as_ref())
             .and_then(|a| a.outgoing.get(&publish.topic))
         {
             let topic = mem::replace(&mut publish.topic, TopicName::empty());
@@ -382,14 +407,20 @@ impl Connection {
             }
             return;
         }
-        let used = self.aliases.as_ref().map_or(0, |a| a.outgoing.len());
+        let used = self
+            .rare
+            .as_ref()
+            .and_then(|r| r.aliases.as_ref())
+            .map_or(0, |a| a.outgoing.len());
         // Aliases are handed out until the client's maximum; topics after that go in full.
         if used < usize::from(self.client.topic_alias_maximum)
             && let Some(alias) = u16::try_from(used + 1).ok().and_then(NonZeroU16::new)
         {
             publish.properties.topic_alias = Some(alias);
             if fits(publish) {
-                self.aliases
+                self.rare
+                    .get_or_insert_default()
+                    .aliases
                     .get_or_insert_default()
                     .outgoing
                     .insert(publish.topic.detach(), alias);
@@ -401,19 +432,26 @@ impl Connection {
 
     /// Whether packets wait to be written.
     pub fn has_transmit(&self) -> bool {
-        !self.transmit.is_empty()
+        self.pending
+            .as_ref()
+            .is_some_and(|p| !p.transmit.is_empty())
     }
 
     /// The next event for the broker.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.pending.as_mut()?.events.pop_front()
     }
 
-    /// Gives back the room of the event queue once it is empty: a driver calls this when it
-    /// has nothing buffered and is about to wait, so that an idle connection holds none.
+    /// Gives back the room for packets, events and held messages while there are none: a
+    /// driver calls this when it has nothing buffered and is about to wait, so that an idle
+    /// connection holds none.
     pub fn release_idle_room(&mut self) {
-        if self.events.is_empty() && self.events.capacity() > 0 {
-            self.events = VecDeque::new();
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.transmit.is_empty() && p.events.is_empty())
+        {
+            self.pending = None;
         }
         if let Some(session) = &mut self.session {
             session.outbound.release_idle_room();
@@ -432,7 +470,10 @@ impl Connection {
 
     /// Gives up the will message, for the broker to publish when the ending calls for it.
     pub fn take_will(&mut self) -> Option<Will> {
-        self.will.take().map(|will| *will)
+        self.rare
+            .as_mut()
+            .and_then(|r| r.will.take())
+            .map(|will| *will)
     }
 
     /// A decoding error: the connection is malformed from here on.
@@ -443,7 +484,7 @@ impl Connection {
         if self.state == State::AwaitingConnect
             && matches!(error, DecodeError::UnsupportedProtocolVersion(_))
         {
-            self.transmit.push(Packet::ConnAck(ConnAck {
+            self.pending().transmit.push(Packet::ConnAck(ConnAck {
                 session_present: false,
                 reason: ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
                 ..ConnAck::default()
@@ -498,7 +539,9 @@ impl Connection {
                 if let Some(session) = &mut self.session
                     && let Ok(next) = session.outbound.on_puback(ack.packet_id, now)
                 {
-                    self.transmit.extend(next.into_iter().map(Packet::Publish));
+                    self.pending()
+                        .transmit
+                        .extend(next.into_iter().map(Packet::Publish));
                 }
             }
             Packet::PubRec(rec) => self.on_pubrec(rec, now),
@@ -507,12 +550,14 @@ impl Connection {
                 if let Some(session) = &mut self.session
                     && let Ok(next) = session.outbound.on_pubcomp(comp.packet_id, now)
                 {
-                    self.transmit.extend(next.into_iter().map(Packet::Publish));
+                    self.pending()
+                        .transmit
+                        .extend(next.into_iter().map(Packet::Publish));
                 }
             }
             Packet::Subscribe(subscribe) => self.on_subscribe(subscribe),
             Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(unsubscribe),
-            Packet::PingReq(_) => self.transmit.push(Packet::PingResp(PingResp)),
+            Packet::PingReq(_) => self.pending().transmit.push(Packet::PingResp(PingResp)),
             Packet::Disconnect(disconnect) => self.on_disconnect(&disconnect),
             Packet::Auth(auth) if self.protocol.is_v5() => self.on_auth(auth),
             Packet::ConnAck(_)
@@ -587,7 +632,7 @@ impl Connection {
             }
             // A CONNACK after enhanced authentication names the method and carries its last
             // data (section 4.12).
-            if let Some(auth) = &self.auth {
+            if let Some(auth) = self.rare.as_ref().and_then(|r| r.auth.as_ref()) {
                 props.authentication_method = Some(auth.method.clone());
                 props.authentication_data = auth.data.clone();
             }
@@ -595,8 +640,8 @@ impl Connection {
         self.touch(now);
         let resend = session.outbound.resume(now);
         self.session = Some(session);
-        self.transmit.push(Packet::ConnAck(connack));
-        self.transmit.extend(resend);
+        self.pending().transmit.push(Packet::ConnAck(connack));
+        self.pending().transmit.extend(resend);
     }
 
     /// The broker refuses the CONNECT: sends CONNACK with `reason` (written as the nearest
@@ -605,8 +650,10 @@ impl Connection {
         if self.state != State::Connecting {
             return;
         }
-        self.will = None;
-        self.transmit.push(Packet::ConnAck(ConnAck {
+        if let Some(rare) = &mut self.rare {
+            rare.will = None;
+        }
+        self.pending().transmit.push(Packet::ConnAck(ConnAck {
             session_present: false,
             reason,
             ..ConnAck::default()
@@ -668,7 +715,7 @@ impl Connection {
         };
         match session.outbound.push(delivery, link, now) {
             Pushed::Send(publish) => {
-                self.transmit.push(Packet::Publish(publish));
+                self.pending().transmit.push(Packet::Publish(publish));
                 false
             }
             Pushed::Queued | Pushed::Discarded => false,
@@ -732,11 +779,11 @@ impl Connection {
                     disconnect.properties.reason_string = None;
                 }
             }
-            self.transmit.push(Packet::Disconnect(disconnect));
+            self.pending().transmit.push(Packet::Disconnect(disconnect));
         }
         self.state = State::Closed;
         self.deadline = None;
-        self.events.push_back(Event::Close(reason));
+        self.pending().events.push_back(Event::Close(reason));
     }
 
     fn on_connect(&mut self, connect: Box<Connect>) {
@@ -756,7 +803,7 @@ impl Connection {
             secs => Some(secs),
         };
         // Kept for the whole connection: detached from the CONNECT's read buffer.
-        self.will = connect.will.as_ref().map(|will| {
+        let will = connect.will.as_ref().map(|will| {
             let mut properties = will.properties.clone();
             properties.content_type = properties.content_type.map(|c| c.detach());
             properties.response_topic = properties.response_topic.map(|t| t.detach());
@@ -775,6 +822,11 @@ impl Connection {
                 ..will.clone()
             })
         });
+        match (&mut self.rare, will) {
+            (rare, Some(will)) => rare.get_or_insert_default().will = Some(will),
+            (Some(rare), None) => rare.will = None,
+            (None, None) => {}
+        }
         if self.protocol.is_v5()
             && let Some(method) = connect.properties.authentication_method.clone()
         {
@@ -782,7 +834,7 @@ impl Connection {
         }
         // Until the broker answers, only the connect timeout runs.
         self.state = State::Connecting;
-        self.events.push_back(Event::Connect(connect));
+        self.pending().events.push_back(Event::Connect(connect));
     }
 
     /// CONNECT named `method`: starts the exchange if the method is offered, else refuses
@@ -797,7 +849,7 @@ impl Connection {
             connect.username.as_ref().map(MqttString::as_str),
             connect.properties.authentication_data.as_deref(),
         );
-        self.auth = Some(Box::new(EnhancedAuth {
+        self.rare.get_or_insert_default().auth = Some(Box::new(EnhancedAuth {
             method: method.detach(),
             exchange: Some(exchange),
             connect: Some(connect),
@@ -811,7 +863,7 @@ impl Connection {
     /// An AUTH from the client: the next step of the exchange in progress, or the start of
     /// a re-authentication (section 4.12.1).
     fn on_auth(&mut self, auth: Auth) {
-        let Some(state) = &mut self.auth else {
+        let Some(state) = self.rare.as_mut().and_then(|r| r.auth.as_mut()) else {
             // AUTH from a client that named no method in CONNECT is a Protocol Error
             // (section 4.12).
             return self.violation(Violation::protocol(
@@ -863,7 +915,7 @@ impl Connection {
     /// CONNACK; in a re-authentication, with AUTH or DISCONNECT.
     fn auth_step(&mut self, step: AuthStep) {
         let connecting = self.state == State::Authenticating;
-        let Some(state) = &mut self.auth else {
+        let Some(state) = self.rare.as_mut().and_then(|r| r.auth.as_mut()) else {
             return;
         };
         match step {
@@ -871,7 +923,7 @@ impl Connection {
                 let mut properties = AuthProperties::default();
                 properties.authentication_method = Some(state.method.clone());
                 properties.authentication_data = Some(data);
-                self.transmit.push(Packet::Auth(Auth {
+                self.pending().transmit.push(Packet::Auth(Auth {
                     reason: ReasonCode::CONTINUE_AUTHENTICATION,
                     properties,
                 }));
@@ -886,13 +938,13 @@ impl Connection {
                     let connect = state.connect.take();
                     self.state = State::Connecting;
                     if let Some(connect) = connect {
-                        self.events.push_back(Event::Connect(connect));
+                        self.pending().events.push_back(Event::Connect(connect));
                     }
                 } else {
                     let mut properties = AuthProperties::default();
                     properties.authentication_method = Some(state.method.clone());
                     properties.authentication_data = data;
-                    self.transmit.push(Packet::Auth(Auth {
+                    self.pending().transmit.push(Packet::Auth(Auth {
                         reason: ReasonCode::SUCCESS,
                         properties,
                     }));
@@ -984,7 +1036,7 @@ impl Connection {
             if let Some(id) = packet_id {
                 self.acknowledge(id, qos, ReasonCode::SUCCESS);
             }
-            self.events.push_back(Event::Dropped(message));
+            self.pending().events.push_back(Event::Dropped(message));
             return;
         }
         match (qos, packet_id) {
@@ -995,7 +1047,7 @@ impl Connection {
                     .as_mut()
                     .is_some_and(|s| s.inbound.on_publish(id));
                 if new {
-                    self.events.push_back(Event::Publish {
+                    self.pending().events.push_back(Event::Publish {
                         message,
                         ack: Some((id, qos)),
                     });
@@ -1003,11 +1055,14 @@ impl Connection {
                     self.acknowledge(id, qos, ReasonCode::SUCCESS);
                 }
             }
-            (QoS::AtLeastOnce, Some(id)) => self.events.push_back(Event::Publish {
+            (QoS::AtLeastOnce, Some(id)) => self.pending().events.push_back(Event::Publish {
                 message,
                 ack: Some((id, qos)),
             }),
-            _ => self.events.push_back(Event::Publish { message, ack: None }),
+            _ => self
+                .pending()
+                .events
+                .push_back(Event::Publish { message, ack: None }),
         }
     }
 
@@ -1029,8 +1084,9 @@ impl Connection {
         }
         if publish.topic.is_empty() {
             match self
-                .aliases
+                .rare
                 .as_ref()
+                .and_then(|r| r.aliases.as_ref())
                 .and_then(|a| a.incoming.get(&alias.get()))
             {
                 Some(topic) => publish.topic = topic.clone(),
@@ -1042,7 +1098,9 @@ impl Connection {
             }
         } else {
             // Kept for the connection: detached from the read buffer.
-            self.aliases
+            self.rare
+                .get_or_insert_default()
+                .aliases
                 .get_or_insert_default()
                 .incoming
                 .insert(alias.get(), publish.topic.detach());
@@ -1085,13 +1143,13 @@ impl Connection {
                 let mut rec = PubRec::new(id);
                 rec.reason = reason;
                 rec.properties = properties;
-                self.transmit.push(Packet::PubRec(rec));
+                self.pending().transmit.push(Packet::PubRec(rec));
             }
             QoS::AtLeastOnce => {
                 let mut ack = PubAck::new(id);
                 ack.reason = reason;
                 ack.properties = properties;
-                self.transmit.push(Packet::PubAck(ack));
+                self.pending().transmit.push(Packet::PubAck(ack));
             }
             QoS::AtMostOnce => {}
         }
@@ -1159,7 +1217,9 @@ impl Connection {
         let with_will =
             self.protocol.is_v5() && disconnect.reason == ReasonCode::DISCONNECT_WITH_WILL_MESSAGE;
         if !with_will {
-            self.will = None;
+            if let Some(rare) = &mut self.rare {
+                rare.will = None;
+            }
         }
         self.close(CloseReason::Disconnected { with_will });
     }
@@ -1196,12 +1256,12 @@ impl Connection {
             .outbound
             .on_pubrec(rec.packet_id, rec.reason.is_error(), now)
         {
-            Ok(packets) => self.transmit.extend(packets),
+            Ok(packets) => self.pending().transmit.extend(packets),
             // In 5.0 an unknown identifier still gets its PUBREL, saying so.
             Err(_) if self.protocol.is_v5() => {
                 let mut rel = PubRel::new(rec.packet_id);
                 rel.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
-                self.transmit.push(Packet::PubRel(rel));
+                self.pending().transmit.push(Packet::PubRel(rel));
             }
             Err(_) => {}
         }
@@ -1216,7 +1276,7 @@ impl Connection {
         if !known && self.protocol.is_v5() {
             comp.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
         }
-        self.transmit.push(Packet::PubComp(comp));
+        self.pending().transmit.push(Packet::PubComp(comp));
     }
 
     fn on_subscribe(&mut self, subscribe: pigeon_proto::Subscribe) {
@@ -1271,9 +1331,9 @@ impl Connection {
             let base = 2 + 2 + 1 + suback.reasons.len();
             suback.properties.reason_string = self.problem(ReasonCode::NOT_AUTHORIZED, base);
         }
-        self.transmit.push(Packet::SubAck(suback));
+        self.pending().transmit.push(Packet::SubAck(suback));
         if !granted.is_empty() {
-            self.events.push_back(Event::Subscribe(granted));
+            self.pending().events.push_back(Event::Subscribe(granted));
         }
     }
 
@@ -1299,12 +1359,12 @@ impl Connection {
             reasons.clear();
         }
         // UNSUBACK even when nothing matched [MQTT-3.10.4-5].
-        self.transmit.push(Packet::UnsubAck(UnsubAck::new(
+        self.pending().transmit.push(Packet::UnsubAck(UnsubAck::new(
             unsubscribe.packet_id,
             reasons,
         )));
         if !removed.is_empty() {
-            self.events.push_back(Event::Unsubscribe(removed));
+            self.pending().events.push_back(Event::Unsubscribe(removed));
         }
     }
 }
