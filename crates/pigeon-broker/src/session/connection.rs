@@ -1216,10 +1216,8 @@ impl Connection {
         // The will is discarded [MQTT-3.14.4-3], unless an MQTT 5.0 client asks for it.
         let with_will =
             self.protocol.is_v5() && disconnect.reason == ReasonCode::DISCONNECT_WITH_WILL_MESSAGE;
-        if !with_will {
-            if let Some(rare) = &mut self.rare {
-                rare.will = None;
-            }
+        if !with_will && let Some(rare) = &mut self.rare {
+            rare.will = None;
         }
         self.close(CloseReason::Disconnected { with_will });
     }
