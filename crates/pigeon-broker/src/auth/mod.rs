@@ -13,6 +13,8 @@ pub mod scram;
 use std::path::Path;
 use std::sync::Arc;
 
+use pigeon_proto::MqttString;
+
 use self::acl::{Access, Acl, Verdict};
 use self::passwd::{Credentials, HashError, LineErrorKind, PasswordFile};
 use crate::config::LogTypes;
@@ -106,17 +108,19 @@ pub fn load_acl_file(path: &Path) -> Result<(Acl, Notes), String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientAccess {
     acl: Option<Arc<Acl>>,
-    username: Option<String>,
-    client_id: String,
+    /// (A `Box<str>`, and the identifier's bytes shared with the session's: one of these is
+    /// in every connected client's state.)
+    username: Option<Box<str>>,
+    client_id: MqttString,
 }
 
 impl ClientAccess {
     /// The access of a client; `acl` is `None` when the listener has no `acl_file` (every
     /// topic is then readable and writable, but for [`acl::reserved_for_writing`]).
-    pub fn new(acl: Option<Arc<Acl>>, username: Option<String>, client_id: String) -> Self {
+    pub fn new(acl: Option<Arc<Acl>>, username: Option<String>, client_id: MqttString) -> Self {
         ClientAccess {
             acl,
-            username,
+            username: username.map(String::into_boxed_str),
             client_id,
         }
     }
@@ -247,7 +251,7 @@ mod tests {
 
     #[test]
     fn without_an_acl_everything_but_sys_is_allowed() {
-        let access = ClientAccess::new(None, None, "c".into());
+        let access = ClientAccess::new(None, None, MqttString::from_static("c"));
         assert!(access.check_write("a/b").is_allowed());
         assert!(!access.check_write("$SYS/x").is_allowed());
         assert!(!access.check_write("$share/g/x").is_allowed());

@@ -1053,7 +1053,7 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
         self.conn.set_access(ClientAccess::new(
             listener.acl.clone(),
             identity.username.clone(),
-            identity.client_id.to_string(),
+            identity.client_id.clone(),
         ));
     }
 
@@ -1421,7 +1421,7 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
         session.access = Some(ClientAccess::new(
             listener.acl.clone(),
             username.clone(),
-            client_id.to_string(),
+            client_id.clone(),
         ));
         self.identity = Some(Box::new(Identity {
             client_id: client_id.clone(),

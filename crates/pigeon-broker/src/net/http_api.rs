@@ -222,7 +222,7 @@ fn respond(
                 ClientAccess::new(
                     settings.listeners.get(index).and_then(|l| l.acl.clone()),
                     name,
-                    "pigeon-http-api".to_owned(),
+                    pigeon_proto::MqttString::from_static("pigeon-http-api"),
                 )
             });
             let mut out = String::from("[");
