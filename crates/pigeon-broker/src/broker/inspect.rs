@@ -66,7 +66,7 @@ impl Broker {
                     protocol: Some(*protocol),
                     offline_subscriptions: 0,
                 },
-                Client::Offline(session, _) => ClientView {
+                Client::Offline(session) => ClientView {
                     client_id: id.to_string(),
                     connected: false,
                     queued: session.outbound.inflight_len() + session.outbound.queued_len(),

@@ -406,7 +406,7 @@ struct Parts {
 
 impl Parts {
     /// The driver that carries on with these parts over `reader` and `writer`: with the
-    /// settings in force (reconfigured if a reload came meanwhile), its identity taken from
+    /// settings it parked with (and a reload since then to take), its identity taken from
     /// the session again, and a new receiver of the store's durable position (nothing was
     /// held for it when it parked).
     fn driver<R: ReadSide, W: WriteSide>(
@@ -416,9 +416,13 @@ impl Parts {
         writer: W,
         peer: SocketAddr,
     ) -> Driver<R, W> {
+        // The settings it parked with; if a reload replaced them meanwhile, the receiver
+        // says so and the driver takes the new ones first thing, as any connection does.
         let mut settings_rx = shared.settings.subscribe();
-        let settings = Arc::clone(&settings_rx.borrow_and_update());
-        let reloaded = !Arc::ptr_eq(&settings, &self.settings);
+        if !Arc::ptr_eq(&settings_rx.borrow_and_update(), &self.settings) {
+            settings_rx.mark_changed();
+        }
+        let settings = self.settings;
         let identity = self.conn.session().map(|session| {
             Box::new(Identity {
                 client_id: session.client_id.clone(),
@@ -437,7 +441,7 @@ impl Parts {
                 held: VecDeque::new(),
             })
         });
-        let mut driver = Driver {
+        Driver {
             decoder: Decoder::new(Some(self.conn.protocol()), settings.max_packet_size),
             conn: self.conn,
             listener: self.listener,
@@ -459,11 +463,7 @@ impl Parts {
             timer: None,
             rest: Rest::Stirred,
             park_at: None,
-        };
-        if reloaded {
-            driver.reconfigure();
         }
-        driver
     }
 
     fn name(&self) -> &str {
