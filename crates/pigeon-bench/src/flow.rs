@@ -360,7 +360,7 @@ pub(crate) async fn connect_many(target: &Target, prefix: &str, count: usize) ->
             let source = wire::source_addr(addr, next, target.sources);
             let id = format!("{prefix}-{next}-{}", std::process::id());
             let n = next;
-            set.spawn(async move { (n, wire::connect(addr, source, &id).await) });
+            set.spawn(async move { (n, wire::connect(addr, source, &id, 0).await) });
             next += 1;
         }
         if let Some(done) = set.join_next().await {

@@ -111,6 +111,10 @@ struct ConnArgs {
     /// Seconds to hold the connections after that.
     #[arg(long, default_value_t = 0.0)]
     hold: f64,
+    /// Keep Alive the connections ask for, in seconds (0: none). The broker then watches a
+    /// deadline for each; they send no PINGREQ, so keep it longer than the measurement.
+    #[arg(long, default_value_t = 0)]
+    keep_alive: u16,
 }
 
 /// Options of every publishing command.
@@ -390,6 +394,7 @@ async fn command(target: &Target, command: Command) -> Result<Report> {
                 concurrency: a.concurrency,
                 settle: secs(a.settle, "--settle")?,
                 hold: secs(a.hold, "--hold")?,
+                keep_alive: a.keep_alive,
             };
             scenarios::conns(target, &spec, &mut r).await?;
             Ok(r)

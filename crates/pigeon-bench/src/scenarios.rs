@@ -42,7 +42,7 @@ pub(crate) async fn retained(
 ) -> Result<()> {
     let progress = target.progress_bar("storing retained messages", Some(spec.topics));
     let id = format!("bench-retain-pub-{}", std::process::id());
-    let mut publisher = wire::connect(target.addr, None, &id).await?;
+    let mut publisher = wire::connect(target.addr, None, &id, 0).await?;
     let stored_from = now_ns();
     let mut buf = BytesMut::with_capacity(WRITE_CHUNK + 1024);
     for i in 0..spec.topics {
@@ -77,7 +77,7 @@ pub(crate) async fn retained(
     progress.set_message("receiving retained messages");
     progress.set_position(0);
     let id = format!("bench-retain-sub-{}", std::process::id());
-    let mut sub = wire::connect(target.addr, None, &id).await?;
+    let mut sub = wire::connect(target.addr, None, &id, 0).await?;
     let meter = CpuMeter::start(target.pid);
     let t0 = now_ns();
     sub.subscribe(std::slice::from_ref(&spec.filter), spec.qos)
@@ -163,6 +163,8 @@ pub(crate) struct ConnsSpec {
     pub(crate) settle: Duration,
     /// How long to hold the connections after measuring.
     pub(crate) hold: Duration,
+    /// The Keep Alive they ask for, in seconds.
+    pub(crate) keep_alive: u16,
 }
 
 /// Opens `spec.count` idle connections (client addresses spread over 127.0.0.1 to
@@ -196,7 +198,8 @@ pub(crate) async fn conns(target: &Target, spec: &ConnsSpec, report: &mut Report
             let addr = target.addr;
             let source = wire::source_addr(addr, next, target.sources);
             let id = format!("bench-conn-{next}-{pid}");
-            set.spawn(async move { wire::connect(addr, source, &id).await });
+            let keep_alive = spec.keep_alive;
+            set.spawn(async move { wire::connect(addr, source, &id, keep_alive).await });
             next += 1;
         }
         let done = if spec.rate > 0.0 && next < spec.count {

@@ -8,7 +8,7 @@
 //! received message costs a header parse and a few loads, with no allocation.
 //!
 //! Every bench connection speaks MQTT 3.1.1 with keep-alive 0 (no PINGREQ traffic while idle),
-//! which Mosquitto and Pigeon both handle the same way.
+//! which Mosquitto and Pigeon both handle the same way; `conns --keep-alive` asks for one.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -226,7 +226,7 @@ pub(crate) fn source_addr(target: SocketAddr, n: usize, sources: u8) -> Option<I
 }
 
 /// Opens a TCP connection to `target` (from `source` when given) and performs the MQTT
-/// handshake as `client_id` with a clean session.
+/// handshake as `client_id` with a clean session and `keep_alive` (seconds; 0 for none).
 ///
 /// # Errors
 /// When the connection fails, the broker refuses it or does not answer in time.
@@ -234,6 +234,7 @@ pub(crate) async fn connect(
     target: SocketAddr,
     source: Option<IpAddr>,
     client_id: &str,
+    keep_alive: u16,
 ) -> Result<Conn> {
     let socket = if target.is_ipv4() {
         TcpSocket::new_v4()?
@@ -257,7 +258,7 @@ pub(crate) async fn connect(
             .context("client id")?,
     );
     connect.clean_start = true;
-    connect.keep_alive = 0;
+    connect.keep_alive = keep_alive;
     let mut out = BytesMut::with_capacity(64);
     Packet::from(connect).encode(Protocol::V311, &mut out)?;
     wr.write_all(&out).await?;

@@ -10,7 +10,7 @@
 //! with tokio again and spawns a task that carries on where the parked one stopped.
 //! See `ARCHITECTURE.md`, "Memory per connection".
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
@@ -58,7 +58,6 @@ struct Core {
     waker: mio::Waker,
 }
 
-#[derive(Default)]
 struct Slots {
     /// Parked connections by slot; a key is a slot and its generation, so that a wake meant
     /// for a connection that has since left the slot is recognised and ignored.
@@ -66,8 +65,13 @@ struct Slots {
     free: Vec<u32>,
     /// Keys whose mailbox received mail, not yet acted on.
     mailed: Vec<u64>,
-    /// Deadlines of parked connections, soonest first.
-    deadlines: BTreeSet<(Instant, u64)>,
+    /// Keys of parked connections by the second (counted from `epoch`) in which their
+    /// deadline falls, rounded up: eight bytes per connection. Lazily kept: a connection
+    /// that leaves before its second comes stays listed, and is skipped then.
+    deadlines: BTreeMap<u64, Vec<u64>>,
+    /// What deadline seconds count from: when the parker started, before any deadline it
+    /// is given (a deadline already past counts as second 0, due at once).
+    epoch: Instant,
     parked: usize,
 }
 
@@ -86,8 +90,95 @@ fn slot_of(key: u64) -> (usize, u32) {
 }
 
 impl Slots {
+    /// The second, from `epoch`, by the end of which `at` has passed.
+    fn second_of(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.epoch);
+        since.as_secs() + u64::from(since.subsec_nanos() > 0)
+    }
+
+    /// When the second `second` ends.
+    fn end_of(&self, second: u64) -> Option<Instant> {
+        self.epoch.checked_add(Duration::from_secs(second))
+    }
+
+    /// Takes out the keys of the connections whose deadline may have come by `now`.
+    fn due(&mut self, now: Instant, keys: &mut Vec<u64>) {
+        let epoch = self.epoch;
+        while let Some(entry) = self.deadlines.first_entry() {
+            if epoch
+                .checked_add(Duration::from_secs(*entry.key()))
+                .is_none_or(|end| end > now)
+            {
+                break;
+            }
+            keys.extend(entry.remove());
+        }
+    }
+
     fn lock(slots: &Mutex<Slots>) -> MutexGuard<'_, Slots> {
         slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn new(epoch: Instant) -> Self {
+        Slots {
+            entries: Vec::new(),
+            free: Vec::new(),
+            mailed: Vec::new(),
+            deadlines: BTreeMap::new(),
+            epoch,
+            parked: 0,
+        }
+    }
+
+    /// A free slot for a connection about to park, and the key that will name it there.
+    fn reserve(&mut self) -> Option<(u32, u64)> {
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => {
+                let index = u32::try_from(self.entries.len()).ok()?;
+                self.entries.push(Slot::default());
+                index
+            }
+        };
+        Some((index, key(index, self.entries[index as usize].generation)))
+    }
+
+    /// Puts `connection` in the slot [`reserve`](Self::reserve) gave, listing its deadline.
+    fn fill(&mut self, index: u32, key: u64, connection: Box<dyn Resume>) {
+        if let Some(deadline) = connection.deadline() {
+            let second = self.second_of(deadline);
+            self.deadlines.entry(second).or_default().push(key);
+        }
+        self.entries[index as usize].parked = Some(connection);
+        self.parked += 1;
+    }
+
+    /// Takes out the connections whose deadline has come by `now`.
+    fn take_due(&mut self, now: Instant, out: &mut Vec<Box<dyn Resume>>) {
+        let mut keys = Vec::new();
+        self.due(now, &mut keys);
+        for key in keys {
+            // Listed for a second that has passed; but one that left and parked again since
+            // is listed again, later, and not due yet.
+            if self
+                .peek(key)
+                .and_then(|p| p.deadline())
+                .is_some_and(|at| at <= now)
+                && let Some(parked) = self.take(key)
+            {
+                out.push(parked);
+            }
+        }
+    }
+
+    /// The connection `key` names, if it is still parked there.
+    fn peek(&self, key: u64) -> Option<&dyn Resume> {
+        let (index, generation) = slot_of(key);
+        let slot = self.entries.get(index)?;
+        if slot.generation != generation {
+            return None;
+        }
+        slot.parked.as_deref()
     }
 
     /// Takes the connection `key` names, if it is still parked there.
@@ -98,9 +189,6 @@ impl Slots {
             return None;
         }
         let parked = slot.parked.take()?;
-        if let Some(deadline) = parked.deadline() {
-            self.deadlines.remove(&(deadline, key));
-        }
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(index as u32);
         self.parked -= 1;
@@ -149,18 +237,10 @@ impl Parker {
             return connection.resume(shared);
         };
         let mut slots = Slots::lock(&core.slots);
-        let index = match slots.free.pop() {
-            Some(index) => index,
-            None => {
-                let Ok(index) = u32::try_from(slots.entries.len()) else {
-                    drop(slots);
-                    return connection.resume(shared);
-                };
-                slots.entries.push(Slot::default());
-                index
-            }
+        let Some((index, key)) = slots.reserve() else {
+            drop(slots);
+            return connection.resume(shared);
         };
-        let key = key(index, slots.entries[index as usize].generation);
         // Under the lock: a wake for this key waits until the connection is in its slot.
         let waker = Waker::from(Arc::new(MailWake {
             core: Arc::downgrade(core),
@@ -180,11 +260,7 @@ impl Parker {
             drop(slots);
             return connection.resume(shared);
         }
-        if let Some(deadline) = connection.deadline() {
-            slots.deadlines.insert((deadline, key));
-        }
-        slots.entries[index as usize].parked = Some(connection);
-        slots.parked += 1;
+        slots.fill(index, key, connection);
     }
 }
 
@@ -207,7 +283,7 @@ fn start(shared: &Arc<Shared>) -> Option<Arc<Core>> {
     };
     let core = Arc::new(Core {
         registry,
-        slots: Mutex::new(Slots::default()),
+        slots: Mutex::new(Slots::new(crate::clock::now())),
         waker,
     });
     let runtime = tokio::runtime::Handle::current();
@@ -249,12 +325,16 @@ fn wake_parked(
     let mut due: Vec<Box<dyn Resume>> = Vec::new();
     loop {
         let now = crate::clock::now();
-        let wait = Slots::lock(&core.slots)
-            .deadlines
-            .first()
-            .map_or(CHECK_EVERY, |&(at, _)| {
-                at.saturating_duration_since(now).min(CHECK_EVERY)
-            });
+        let wait = {
+            let slots = Slots::lock(&core.slots);
+            slots
+                .deadlines
+                .first_key_value()
+                .and_then(|(&second, _)| slots.end_of(second))
+                .map_or(CHECK_EVERY, |end| {
+                    end.saturating_duration_since(now).min(CHECK_EVERY)
+                })
+        };
         if let Err(e) = poll.poll(&mut events, Some(wait))
             && e.kind() != io::ErrorKind::Interrupted
         {
@@ -280,18 +360,12 @@ fn wake_parked(
             let mut slots = Slots::lock(&core.slots);
             let mailed = std::mem::take(&mut slots.mailed);
             keys.extend(mailed);
-            let now = crate::clock::now();
-            while let Some(&(at, key)) = slots.deadlines.first()
-                && at <= now
-            {
-                slots.deadlines.pop_first();
-                keys.push(key);
-            }
             for key in keys.drain(..) {
                 if let Some(parked) = slots.take(key) {
                     due.push(parked);
                 }
             }
+            slots.take_due(crate::clock::now(), &mut due);
         }
         let _entered = runtime.enter();
         for parked in due.drain(..) {
@@ -299,5 +373,86 @@ fn wake_parked(
             let _ = core.registry.deregister(&mut SourceFd(&parked.fd()));
             parked.resume(&shared);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A parked connection as the slots see it: a deadline, nothing else.
+    struct Still(Option<Instant>, MailboxReceiver);
+
+    impl Resume for Still {
+        fn fd(&self) -> RawFd {
+            -1
+        }
+
+        fn deadline(&self) -> Option<Instant> {
+            self.0
+        }
+
+        fn mailbox(&mut self) -> &mut MailboxReceiver {
+            &mut self.1
+        }
+
+        fn resume(self: Box<Self>, _: &Arc<Shared>) {}
+    }
+
+    fn park(slots: &mut Slots, deadline: Option<Instant>) -> u64 {
+        let (index, key) = slots.reserve().unwrap();
+        slots.fill(
+            index,
+            key,
+            Box::new(Still(deadline, MailboxReceiver::new(1))),
+        );
+        key
+    }
+
+    fn due(slots: &mut Slots, now: Instant) -> Vec<Option<Instant>> {
+        let mut out = Vec::new();
+        slots.take_due(now, &mut out);
+        out.iter().map(|p| p.deadline()).collect()
+    }
+
+    /// Keep Alive deadlines of parked connections: each comes within the second after it
+    /// is due, never before, whatever order they were parked in.
+    #[test]
+    fn deadlines_come_in_their_second_and_not_before() {
+        let t0 = crate::clock::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut slots = Slots::new(t0);
+        park(&mut slots, Some(at(90_000)));
+        park(&mut slots, Some(at(2_500)));
+        park(&mut slots, None);
+        park(&mut slots, Some(at(2_000)));
+        assert_eq!(slots.parked, 4);
+        assert!(due(&mut slots, at(1_999)).is_empty());
+        assert_eq!(due(&mut slots, at(2_000)), [Some(at(2_000))]);
+        assert!(
+            due(&mut slots, at(2_400)).is_empty(),
+            "2.5 s is not due yet"
+        );
+        assert_eq!(due(&mut slots, at(3_000)), [Some(at(2_500))]);
+        assert!(due(&mut slots, at(89_000)).is_empty());
+        assert_eq!(due(&mut slots, at(90_000)), [Some(at(90_000))]);
+        assert_eq!(slots.parked, 1, "the one without a deadline stays");
+    }
+
+    /// A connection that leaves before its deadline and parks again with a later one is
+    /// resumed at the later one only; a wake for a key whose slot has moved on is ignored.
+    #[test]
+    fn a_connection_that_moved_on_is_not_woken_for_its_old_key() {
+        let t0 = crate::clock::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut slots = Slots::new(t0);
+        let old = park(&mut slots, Some(at(5)));
+        assert!(slots.take(old).is_some(), "bytes came: it leaves");
+        let new = park(&mut slots, Some(at(20)));
+        assert_ne!(old, new, "the slot is used again under another generation");
+        assert!(slots.take(old).is_none());
+        assert!(due(&mut slots, at(6)).is_empty());
+        assert_eq!(due(&mut slots, at(20)), [Some(at(20))]);
+        assert_eq!(slots.parked, 0);
     }
 }
