@@ -61,7 +61,11 @@ struct Core {
 struct Slots {
     /// Parked connections by slot; a key is a slot and its generation, so that a wake meant
     /// for a connection that has since left the slot is recognised and ignored.
-    entries: Vec<Slot>,
+    /// In chunks of [`CHUNK`] slots, so that the table grows without the slack of a
+    /// doubling `Vec` (as much again as the slots in use, at worst).
+    entries: Vec<Box<[Slot]>>,
+    /// Slots handed out so far.
+    len: u32,
     free: Vec<u32>,
     /// Keys whose mailbox received mail, not yet acted on.
     mailed: Vec<u64>,
@@ -80,6 +84,9 @@ struct Slot {
     generation: u32,
     parked: Option<Box<dyn Resume>>,
 }
+
+/// Slots per chunk of [`Slots::entries`].
+const CHUNK: usize = 1024;
 
 fn key(slot: u32, generation: u32) -> u64 {
     (u64::from(slot) << 32) | u64::from(generation)
@@ -122,6 +129,7 @@ impl Slots {
     fn new(epoch: Instant) -> Self {
         Slots {
             entries: Vec::new(),
+            len: 0,
             free: Vec::new(),
             mailed: Vec::new(),
             deadlines: BTreeMap::new(),
@@ -130,17 +138,29 @@ impl Slots {
         }
     }
 
+    fn slot(&self, index: usize) -> Option<&Slot> {
+        self.entries.get(index / CHUNK)?.get(index % CHUNK)
+    }
+
+    fn slot_mut(&mut self, index: usize) -> Option<&mut Slot> {
+        self.entries.get_mut(index / CHUNK)?.get_mut(index % CHUNK)
+    }
+
     /// A free slot for a connection about to park, and the key that will name it there.
     fn reserve(&mut self) -> Option<(u32, u64)> {
         let index = match self.free.pop() {
             Some(index) => index,
             None => {
-                let index = u32::try_from(self.entries.len()).ok()?;
-                self.entries.push(Slot::default());
+                let index = self.len;
+                if index as usize == self.entries.len() * CHUNK {
+                    self.entries
+                        .push((0..CHUNK).map(|_| Slot::default()).collect());
+                }
+                self.len = index.checked_add(1)?;
                 index
             }
         };
-        Some((index, key(index, self.entries[index as usize].generation)))
+        Some((index, key(index, self.slot_mut(index as usize)?.generation)))
     }
 
     /// Puts `connection` in the slot [`reserve`](Self::reserve) gave, listing its deadline.
@@ -149,7 +169,9 @@ impl Slots {
             let second = self.second_of(deadline);
             self.deadlines.entry(second).or_default().push(key);
         }
-        self.entries[index as usize].parked = Some(connection);
+        if let Some(slot) = self.slot_mut(index as usize) {
+            slot.parked = Some(connection);
+        }
         self.parked += 1;
     }
 
@@ -174,7 +196,7 @@ impl Slots {
     /// The connection `key` names, if it is still parked there.
     fn peek(&self, key: u64) -> Option<&dyn Resume> {
         let (index, generation) = slot_of(key);
-        let slot = self.entries.get(index)?;
+        let slot = self.slot(index)?;
         if slot.generation != generation {
             return None;
         }
@@ -184,7 +206,7 @@ impl Slots {
     /// Takes the connection `key` names, if it is still parked there.
     fn take(&mut self, key: u64) -> Option<Box<dyn Resume>> {
         let (index, generation) = slot_of(key);
-        let slot = self.entries.get_mut(index)?;
+        let slot = self.slot_mut(index)?;
         if slot.generation != generation {
             return None;
         }
@@ -454,5 +476,28 @@ mod tests {
         assert!(due(&mut slots, at(6)).is_empty());
         assert_eq!(due(&mut slots, at(20)), [Some(at(20))]);
         assert_eq!(slots.parked, 0);
+    }
+
+    /// Slots come in chunks: across chunk boundaries every key names its own connection,
+    /// and freed slots are used again before the table grows.
+    #[test]
+    fn slots_across_chunks() {
+        let mut slots = Slots::new(crate::clock::now());
+        let keys: Vec<u64> = (0..2 * CHUNK + 5).map(|_| park(&mut slots, None)).collect();
+        assert_eq!(slots.entries.len(), 3);
+        let unique: std::collections::BTreeSet<_> = keys.iter().collect();
+        assert_eq!(unique.len(), keys.len());
+        for key in keys.iter().step_by(3) {
+            assert!(slots.take(*key).is_some());
+            assert!(slots.take(*key).is_none(), "taken once");
+        }
+        let again: Vec<u64> = (0..keys.len().div_ceil(3))
+            .map(|_| park(&mut slots, None))
+            .collect();
+        assert_eq!(slots.entries.len(), 3, "freed slots were used again");
+        assert_eq!(slots.parked, keys.len());
+        for key in keys.iter().skip(1).step_by(3).chain(&again) {
+            assert!(slots.take(*key).is_some());
+        }
     }
 }
