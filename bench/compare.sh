@@ -95,6 +95,7 @@ SCENARIOS=(
     "latency-1k|latency --rate 1000 -q 0 -s 16||latency_p50_us:<=1 latency_p99_us:<=1"
     "latency-10k|latency --rate 10000 -q 0 -s 16||latency_p50_us:<=1 latency_p99_us:<=1"
     "idle-conns|conns -c $IDLE --settle 3||broker_rss_per_conn:<=1 broker_cpu_us_per_connect:<=1 connects_per_s:>=1"
+    "idle-conns-ka60|conns -c $IDLE --settle 3 --keep-alive 60||broker_rss_per_conn:<=1 broker_cpu_us_per_connect:<=1"
     "retained|retained --topics $RETAINED --filter #|max_queued_messages 0|receive_all_ms:<=1"
 )
 
