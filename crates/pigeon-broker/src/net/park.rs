@@ -5,9 +5,10 @@
 //! bytes, mail or its Keep Alive deadline arrive. So a connection with nothing to do hands
 //! its socket and its state ([`Resume`]) to the broker's one [`Parker`]: the socket goes into
 //! an epoll set of the parker's own, the mailbox is given a waker that names it, and its
-//! deadline goes into one ordered set. The parker's task waits for any of the three; then it
-//! takes the connection out of the set and [`Resume::resume`]s it, which registers the socket
-//! with tokio again and spawns a task that carries on where the parked one stopped.
+//! deadline goes into a wheel of one-second buckets. The parker's thread waits for any of the
+//! three; then it takes the connection out of the set and [`Resume::resume`]s it, which
+//! registers the socket with tokio again and spawns a task that carries on where the parked
+//! one stopped.
 //! See `ARCHITECTURE.md`, "Memory per connection".
 
 use std::collections::BTreeMap;
@@ -35,7 +36,7 @@ pub(crate) trait Resume: Send {
     fn resume(self: Box<Self>, shared: &Arc<Shared>);
 }
 
-/// The broker's parked connections, and the task that wakes them. Started with the first
+/// The broker's parked connections, and the thread that wakes them. Started with the first
 /// connection that parks.
 #[derive(Default)]
 pub struct Parker {
@@ -51,7 +52,7 @@ impl std::fmt::Debug for Parker {
 }
 
 struct Core {
-    /// Registers and deregisters sockets in the epoll set the task waits on.
+    /// Registers and deregisters sockets in the epoll set the thread waits on.
     registry: mio::Registry,
     slots: Mutex<Slots>,
     /// Wakes the thread: mail arrived for a parked connection.
