@@ -476,6 +476,9 @@ impl Parts {
 /// A parked connection (see [`super::park`]).
 struct Parked<G> {
     stream: std::net::TcpStream,
+    /// Its slot's generation in the parker (beside the socket's four bytes, in room the
+    /// layout has anyway).
+    generation: u32,
     parts: Parts,
     rx: MailboxReceiver,
     guard: G,
@@ -512,6 +515,7 @@ fn park<R: ReadSide, W: WriteSide, G: Send + 'static>(
             &shared,
             Box::new(Parked {
                 stream,
+                generation: 0,
                 parts,
                 rx,
                 guard,
@@ -544,12 +548,21 @@ impl<G: Send + 'static> super::park::Resume for Parked<G> {
         &mut self.rx
     }
 
+    fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    fn set_generation(&mut self, generation: u32) {
+        self.generation = generation;
+    }
+
     fn resume(self: Box<Self>, shared: &Arc<Shared>) {
         let Parked {
             stream,
             parts,
             rx,
             guard,
+            ..
         } = *self;
         // The peer's address is asked again rather than kept: it is only for the log, and a
         // socket whose peer has gone is about to be finished anyway.

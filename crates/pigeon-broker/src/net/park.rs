@@ -34,6 +34,11 @@ pub(crate) trait Resume: Send {
     fn mailbox(&mut self) -> &mut MailboxReceiver;
     /// Gives the connection a task again, which runs it from where it parked.
     fn resume(self: Box<Self>, shared: &Arc<Shared>);
+    /// The generation of the slot it is parked in (kept by the connection, in room it has
+    /// anyway, so that a slot is one pointer wide).
+    fn generation(&self) -> u32;
+    /// Sets [`generation`](Self::generation).
+    fn set_generation(&mut self, generation: u32);
 }
 
 /// The broker's parked connections, and the thread that wakes them. Started with the first
@@ -80,10 +85,20 @@ struct Slots {
     parked: usize,
 }
 
-#[derive(Default)]
-struct Slot {
-    generation: u32,
-    parked: Option<Box<dyn Resume>>,
+/// A slot of the parker: free (with the generation its next connection gets), or holding a
+/// parked connection (which keeps its generation). 16 bytes.
+enum Slot {
+    Free(u32),
+    Parked(Box<dyn Resume>),
+}
+
+impl Slot {
+    fn generation(&self) -> u32 {
+        match self {
+            Slot::Free(generation) => *generation,
+            Slot::Parked(parked) => parked.generation(),
+        }
+    }
 }
 
 /// Slots per chunk of [`Slots::entries`].
@@ -155,23 +170,24 @@ impl Slots {
                 let index = self.len;
                 if index as usize == self.entries.len() * CHUNK {
                     self.entries
-                        .push((0..CHUNK).map(|_| Slot::default()).collect());
+                        .push((0..CHUNK).map(|_| Slot::Free(0)).collect());
                 }
                 self.len = index.checked_add(1)?;
                 index
             }
         };
-        Some((index, key(index, self.slot_mut(index as usize)?.generation)))
+        Some((index, key(index, self.slot(index as usize)?.generation())))
     }
 
     /// Puts `connection` in the slot [`reserve`](Self::reserve) gave, listing its deadline.
-    fn fill(&mut self, index: u32, key: u64, connection: Box<dyn Resume>) {
+    fn fill(&mut self, index: u32, key: u64, mut connection: Box<dyn Resume>) {
         if let Some(deadline) = connection.deadline() {
             let second = self.second_of(deadline);
             self.deadlines.entry(second).or_default().push(key);
         }
+        connection.set_generation(slot_of(key).1);
         if let Some(slot) = self.slot_mut(index as usize) {
-            slot.parked = Some(connection);
+            *slot = Slot::Parked(connection);
         }
         self.parked += 1;
     }
@@ -197,22 +213,23 @@ impl Slots {
     /// The connection `key` names, if it is still parked there.
     fn peek(&self, key: u64) -> Option<&dyn Resume> {
         let (index, generation) = slot_of(key);
-        let slot = self.slot(index)?;
-        if slot.generation != generation {
-            return None;
+        match self.slot(index)? {
+            Slot::Parked(parked) if parked.generation() == generation => Some(&**parked),
+            _ => None,
         }
-        slot.parked.as_deref()
     }
 
     /// Takes the connection `key` names, if it is still parked there.
     fn take(&mut self, key: u64) -> Option<Box<dyn Resume>> {
         let (index, generation) = slot_of(key);
         let slot = self.slot_mut(index)?;
-        if slot.generation != generation {
+        if !matches!(slot, Slot::Parked(p) if p.generation() == generation) {
             return None;
         }
-        let parked = slot.parked.take()?;
-        slot.generation = slot.generation.wrapping_add(1);
+        let Slot::Parked(parked) = std::mem::replace(slot, Slot::Free(generation.wrapping_add(1)))
+        else {
+            return None;
+        };
         self.free.push(index as u32);
         self.parked -= 1;
         Some(parked)
@@ -404,7 +421,7 @@ mod tests {
     use super::*;
 
     /// A parked connection as the slots see it: a deadline, nothing else.
-    struct Still(Option<Instant>, MailboxReceiver);
+    struct Still(Option<Instant>, MailboxReceiver, u32);
 
     impl Resume for Still {
         fn fd(&self) -> RawFd {
@@ -420,6 +437,21 @@ mod tests {
         }
 
         fn resume(self: Box<Self>, _: &Arc<Shared>) {}
+
+        fn generation(&self) -> u32 {
+            self.2
+        }
+
+        fn set_generation(&mut self, generation: u32) {
+            self.2 = generation;
+        }
+    }
+
+    /// A slot is one pointer and its metadata: 16 bytes for each connection parked at once
+    /// (or that was, at most).
+    #[test]
+    fn a_slot_is_small() {
+        assert_eq!(size_of::<Slot>(), 16);
     }
 
     fn park(slots: &mut Slots, deadline: Option<Instant>) -> u64 {
@@ -427,7 +459,7 @@ mod tests {
         slots.fill(
             index,
             key,
-            Box::new(Still(deadline, MailboxReceiver::new(1))),
+            Box::new(Still(deadline, MailboxReceiver::new(1), 0)),
         );
         key
     }
