@@ -300,7 +300,8 @@ pub struct Broker {
     /// `allow_duplicate_messages`, read on every delivery.
     allow_duplicate_messages: AtomicBool,
     /// The limits new sessions get.
-    outbound: RwLock<OutboundLimits>,
+    /// Shared by every session made under them (one pointer in each).
+    outbound: RwLock<Arc<OutboundLimits>>,
     subscriptions: RwLock<SubscriptionTree<Subscriber, SubscriptionEntry>>,
     retained: RwLock<RetainedStore>,
     clients: Mutex<HashMap<MqttString, Client>>,
@@ -341,7 +342,7 @@ impl Broker {
             next_message: AtomicU64::new(1),
             upgrade_outgoing_qos: AtomicBool::new(settings.upgrade_outgoing_qos),
             allow_duplicate_messages: AtomicBool::new(settings.allow_duplicate_messages),
-            outbound: RwLock::new(settings.outbound),
+            outbound: RwLock::new(Arc::new(settings.outbound)),
             subscriptions: RwLock::new(SubscriptionTree::new()),
             retained: RwLock::new(RetainedStore::default()),
             clients: Mutex::new(HashMap::new()),
@@ -491,10 +492,10 @@ impl Broker {
                 }
             }
         }
-        let limits = self.outbound_limits();
+        let limits = self.shared_outbound_limits();
         let (mut sessions, mut held, mut subscriptions) = (0, 0, 0);
         for stored in state.sessions.values() {
-            let Some(session) = restore::session(stored, &messages, limits) else {
+            let Some(session) = restore::session(stored, &messages, Arc::clone(&limits)) else {
                 continue;
             };
             {
@@ -539,7 +540,12 @@ impl Broker {
 
     /// The limits each new session's outbound state gets.
     pub fn outbound_limits(&self) -> OutboundLimits {
-        *self.outbound.read().unwrap_or_else(PoisonError::into_inner)
+        **self.outbound.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// [`outbound_limits`](Self::outbound_limits), as new sessions share them.
+    fn shared_outbound_limits(&self) -> Arc<OutboundLimits> {
+        Arc::clone(&self.outbound.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// The routing settings in force.
@@ -562,7 +568,7 @@ impl Broker {
         *self
             .outbound
             .write()
-            .unwrap_or_else(PoisonError::into_inner) = settings.outbound;
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(settings.outbound);
     }
 
     /// Tells every connected client's task that the settings changed ([`Mail::SettingsChanged`]).
@@ -704,7 +710,12 @@ impl Broker {
     }
 
     fn new_session(&self, client_id: &MqttString, protocol: Protocol, clean: bool) -> Session {
-        Session::new(client_id.clone(), protocol, clean, self.outbound_limits())
+        Session::new(
+            client_id.clone(),
+            protocol,
+            clean,
+            self.shared_outbound_limits(),
+        )
     }
 
     /// A connection ended. A persistent session is kept for its client's return; a clean one
@@ -1148,7 +1159,7 @@ impl Broker {
             Client::Offline(session) => {
                 // Checked against the client's ACL as it would be online.
                 if let Some(access) = &session.access
-                    && !access.may_read(delivery.message.topic.as_str())
+                    && !access.may_read(&session.client_id, delivery.message.topic.as_str())
                 {
                     return None;
                 }
@@ -1177,7 +1188,7 @@ impl Broker {
     fn queue_offline(session: &mut Session, delivery: Delivery, now: Instant) -> Option<bool> {
         // Checked against the client's ACL as it would be online.
         if let Some(access) = &session.access
-            && !access.may_read(delivery.message.topic.as_str())
+            && !access.may_read(&session.client_id, delivery.message.topic.as_str())
         {
             return None;
         }

@@ -13,8 +13,6 @@ pub mod scram;
 use std::path::Path;
 use std::sync::Arc;
 
-use pigeon_proto::MqttString;
-
 use self::acl::{Access, Acl, Verdict};
 use self::passwd::{Credentials, HashError, LineErrorKind, PasswordFile};
 use crate::config::LogTypes;
@@ -103,25 +101,23 @@ pub fn load_acl_file(path: &Path) -> Result<(Acl, Notes), String> {
     Ok((acl, notes))
 }
 
-/// One client's access: the ACL in force on its listener, with its username and client
-/// identifier. Kept in its session, so that messages queued while it is away are checked too.
+/// One client's access: the ACL in force on its listener, with its username (the client
+/// identifier is the session's, given to each check). Kept in its session, so that messages
+/// queued while it is away are checked too.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientAccess {
     acl: Option<Arc<Acl>>,
-    /// (A `Box<str>`, and the identifier's bytes shared with the session's: one of these is
-    /// in every connected client's state.)
+    /// (A `Box<str>`: one of these is in every connected client's state.)
     username: Option<Box<str>>,
-    client_id: MqttString,
 }
 
 impl ClientAccess {
     /// The access of a client; `acl` is `None` when the listener has no `acl_file` (every
     /// topic is then readable and writable, but for [`acl::reserved_for_writing`]).
-    pub fn new(acl: Option<Arc<Acl>>, username: Option<String>, client_id: MqttString) -> Self {
+    pub fn new(acl: Option<Arc<Acl>>, username: Option<String>) -> Self {
         ClientAccess {
             acl,
             username: username.map(String::into_boxed_str),
-            client_id,
         }
     }
 
@@ -133,31 +129,32 @@ impl ClientAccess {
         }
     }
 
-    /// Whether the client may publish to `topic`.
-    pub fn check_write(&self, topic: &str) -> Verdict {
+    /// Whether the client `client_id` may publish to `topic`.
+    pub fn check_write(&self, client_id: &str, topic: &str) -> Verdict {
         if acl::reserved_for_writing(topic) {
             return Verdict::Denied;
         }
-        self.check(topic, Access::Write)
+        self.check(client_id, topic, Access::Write)
     }
 
-    /// Whether the client may receive a message published to `topic`.
-    pub fn may_read(&self, topic: &str) -> bool {
-        self.check(topic, Access::Read).is_allowed()
+    /// Whether the client `client_id` may receive a message published to `topic`.
+    pub fn may_read(&self, client_id: &str, topic: &str) -> bool {
+        self.check(client_id, topic, Access::Read).is_allowed()
     }
 
-    fn check(&self, topic: &str, access: Access) -> Verdict {
+    fn check(&self, client_id: &str, topic: &str, access: Access) -> Verdict {
         match &self.acl {
             None => Verdict::Allowed,
-            Some(acl) => acl.check(self.username.as_deref(), &self.client_id, topic, access),
+            Some(acl) => acl.check(self.username.as_deref(), client_id, topic, access),
         }
     }
 
-    /// Whether a subscription to `filter` may deliver anything ([`Acl::may_read_under`]).
-    pub fn may_read_under(&self, filter: &str) -> bool {
+    /// Whether a subscription of the client `client_id` to `filter` may deliver anything
+    /// ([`Acl::may_read_under`]).
+    pub fn may_read_under(&self, client_id: &str, filter: &str) -> bool {
         match &self.acl {
             None => true,
-            Some(acl) => acl.may_read_under(self.username.as_deref(), &self.client_id, filter),
+            Some(acl) => acl.may_read_under(self.username.as_deref(), client_id, filter),
         }
     }
 
@@ -176,11 +173,6 @@ impl ClientAccess {
     /// The username, if any.
     pub fn username(&self) -> Option<&str> {
         self.username.as_deref()
-    }
-
-    /// The client identifier.
-    pub fn client_id(&self) -> &str {
-        &self.client_id
     }
 }
 
@@ -251,11 +243,11 @@ mod tests {
 
     #[test]
     fn without_an_acl_everything_but_sys_is_allowed() {
-        let access = ClientAccess::new(None, None, MqttString::from_static("c"));
-        assert!(access.check_write("a/b").is_allowed());
-        assert!(!access.check_write("$SYS/x").is_allowed());
-        assert!(!access.check_write("$share/g/x").is_allowed());
-        assert!(access.may_read("$SYS/broker/uptime"));
-        assert!(access.may_read_under("#"));
+        let access = ClientAccess::new(None, None);
+        assert!(access.check_write("c", "a/b").is_allowed());
+        assert!(!access.check_write("c", "$SYS/x").is_allowed());
+        assert!(!access.check_write("c", "$share/g/x").is_allowed());
+        assert!(access.may_read("c", "$SYS/broker/uptime"));
+        assert!(access.may_read_under("c", "#"));
     }
 }

@@ -1066,7 +1066,6 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
         self.conn.set_access(ClientAccess::new(
             listener.acl.clone(),
             identity.username.clone(),
-            identity.client_id.clone(),
         ));
     }
 
@@ -1431,11 +1430,7 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
             // (5.0 takes the Session Expiry Interval when the connection is accepted).
             session.set_expiry_interval(if clean { 0 } else { u32::MAX });
         }
-        session.access = Some(ClientAccess::new(
-            listener.acl.clone(),
-            username.clone(),
-            client_id.clone(),
-        ));
+        session.access = Some(ClientAccess::new(listener.acl.clone(), username.clone()));
         self.identity = Some(Box::new(Identity {
             client_id: client_id.clone(),
             generation,
@@ -2039,11 +2034,11 @@ mod future_size {
     }
 
     /// What a parked connection keeps (see `net/park.rs`): with the pieces it points to,
-    /// every idle connection's cost. Within 384 bytes it takes jemalloc's 384-byte class.
+    /// every idle connection's cost. Within 320 bytes it takes jemalloc's 320-byte class.
     #[test]
-    fn a_parked_connection_fits_in_384_bytes() {
+    fn a_parked_connection_fits_in_320_bytes() {
         let size = size_of::<Parked<Arc<()>>>();
-        assert!(size <= 384, "a parked connection takes {size} bytes");
+        assert!(size <= 320, "a parked connection takes {size} bytes");
     }
 
     fn size_of_output<F: Future>(_: fn() -> F) -> usize {

@@ -222,13 +222,15 @@ fn respond(
                 ClientAccess::new(
                     settings.listeners.get(index).and_then(|l| l.acl.clone()),
                     name,
-                    pigeon_proto::MqttString::from_static("pigeon-http-api"),
                 )
             });
             let mut out = String::from("[");
             let mut first = true;
             for r in broker.retained_view(&filter, limit, PREVIEW) {
-                if access.as_ref().is_some_and(|a| !a.may_read(&r.topic)) {
+                if access
+                    .as_ref()
+                    .is_some_and(|a| !a.may_read("pigeon-http-api", &r.topic))
+                {
                     continue;
                 }
                 if !first {

@@ -704,7 +704,7 @@ impl Connection {
         // A message the client may not read is left out, silently (Mosquitto checks each
         // message as it is delivered, whatever the subscription).
         if let Some(access) = &session.access
-            && !access.may_read(delivery.message.topic.as_str())
+            && !access.may_read(&session.client_id, delivery.message.topic.as_str())
         {
             return false;
         }
@@ -1225,8 +1225,12 @@ impl Connection {
     /// Whether this client may publish to `topic`: never under `$SYS` or `$share`, and
     /// otherwise as its ACL says (everything without one).
     pub fn publish_verdict(&self, topic: &str) -> Verdict {
-        match self.session.as_ref().and_then(|s| s.access.as_ref()) {
-            Some(access) => access.check_write(topic),
+        match self
+            .session
+            .as_ref()
+            .and_then(|s| Some((s.access.as_ref()?, s.client_id.as_str())))
+        {
+            Some((access, client_id)) => access.check_write(client_id, topic),
             None if acl::reserved_for_writing(topic) => Verdict::Denied,
             None => Verdict::Allowed,
         }
@@ -1298,7 +1302,7 @@ impl Connection {
         for (filter, mut options) in subscribe.filters {
             if self.settings.acl_subscribe_check
                 && let Some(access) = &session.access
-                && !access.may_read_under(filter.filter())
+                && !access.may_read_under(&session.client_id, filter.filter())
             {
                 // 0x80 in 3.1.1.
                 reasons.push(ReasonCode::NOT_AUTHORIZED);

@@ -19,7 +19,7 @@ mod v5_props;
 #[cfg(test)]
 mod v5_tests;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use std::time::Duration;
 
@@ -48,8 +48,9 @@ pub struct Session {
     /// How long the session outlives its connection, in seconds (see
     /// [`expiry`](Self::expiry); 32 bits, as on the wire: every connection's state holds it).
     expiry_secs: Option<u32>,
-    /// Subscriptions by their full filter text (with any `$share/group/` prefix).
-    pub subscriptions: HashMap<MqttString, Subscription>,
+    /// Subscriptions by their full filter text (with any `$share/group/` prefix). (A
+    /// `BTreeMap`: 24 bytes in every session, where a `HashMap` takes 48.)
+    pub subscriptions: BTreeMap<MqttString, Subscription>,
     /// Messages to the client.
     pub outbound: Outbound,
     /// QoS 2 messages from the client waiting for PUBREL.
@@ -66,14 +67,14 @@ impl Session {
         client_id: MqttString,
         protocol: Protocol,
         clean: bool,
-        limits: OutboundLimits,
+        limits: impl Into<std::sync::Arc<OutboundLimits>>,
     ) -> Self {
         Session {
             client_id,
             protocol,
             clean,
             expiry_secs: if clean { Some(0) } else { None },
-            subscriptions: HashMap::new(),
+            subscriptions: BTreeMap::new(),
             outbound: Outbound::new(limits),
             inbound: Inbound::new(),
             access: None,

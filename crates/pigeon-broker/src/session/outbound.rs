@@ -6,6 +6,7 @@
 //! 65,535 queued messages; see `docs/differences.md`).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use pigeon_proto::{Packet, PacketId, Protocol, PubRel, Publish, QoS};
@@ -143,7 +144,8 @@ static NOTHING_HELD: Held = Held {
 /// The outbound half of one client's session.
 #[derive(Debug, Default)]
 pub struct Outbound {
-    limits: OutboundLimits,
+    /// Shared by the sessions made under the same settings.
+    limits: Arc<OutboundLimits>,
     /// Receive Maximum of the current MQTT 5.0 connection, if lower than the configured window.
     receive_maximum: Option<u16>,
     /// Maximum Packet Size of the current MQTT 5.0 connection: larger PUBLISH packets are
@@ -184,9 +186,9 @@ impl Outbound {
     }
 
     /// An empty outbound state with these limits.
-    pub fn new(limits: OutboundLimits) -> Self {
+    pub fn new(limits: impl Into<Arc<OutboundLimits>>) -> Self {
         Outbound {
-            limits,
+            limits: limits.into(),
             ..Self::default()
         }
     }
@@ -619,7 +621,7 @@ impl Outbound {
 
     /// Forgets everything (the session ended).
     pub fn clear(&mut self) {
-        let limits = self.limits;
+        let limits = Arc::clone(&self.limits);
         let dropped = self.dropped;
         *self = Outbound::new(limits);
         self.dropped = dropped;

@@ -191,7 +191,7 @@ pub fn stored_session(
 pub fn session(
     stored: &StoredSession,
     messages: &HashMap<u64, Arc<Message>>,
-    limits: OutboundLimits,
+    limits: Arc<OutboundLimits>,
 ) -> Option<Session> {
     let client = MqttString::try_from(stored.client.as_str()).ok()?;
     let mut s = Session::new(client, protocol(stored.protocol), false, limits);
