@@ -126,14 +126,13 @@ impl Slots {
 
     /// Takes out the keys of the connections whose deadline may have come by `now`.
     fn due(&mut self, now: Instant, keys: &mut Vec<u64>) {
-        let epoch = self.epoch;
-        while let Some(entry) = self.deadlines.first_entry() {
-            if epoch
-                .checked_add(Duration::from_secs(*entry.key()))
-                .is_none_or(|end| end > now)
-            {
-                break;
-            }
+        // The seconds that have ended by `now` (see `end_of`).
+        let Some(ended) = now.checked_duration_since(self.epoch).map(|d| d.as_secs()) else {
+            return;
+        };
+        while let Some(entry) = self.deadlines.first_entry()
+            && *entry.key() <= ended
+        {
             keys.extend(entry.remove());
         }
     }
