@@ -30,7 +30,7 @@ use crate::store::{MemoryStore, Record, Store, StoredState};
 pub mod inspect;
 mod mailbox;
 
-pub use self::mailbox::{Mailbox, MailboxReceiver, SendError, mailbox};
+pub use self::mailbox::{Mailbox, MailboxReceiver, Reserved, SendError, mailbox};
 
 /// What the router sends a connected client's task.
 #[derive(Debug)]
@@ -325,6 +325,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock left the data as consistent as each step keeps it; keep
     // serving rather than take every connection down with it.
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A delivery to a connected persistent session, kept back until its record is appended
+/// (see [`Broker::hand_over`]), with room taken for it in the connection's mailbox.
+struct Later {
+    room: Reserved,
+    delivery: Delivery,
+    client: MqttString,
+    /// Its message's store number.
+    message: u64,
 }
 
 impl Broker {
@@ -1040,6 +1050,7 @@ impl Broker {
         let duplicates = self.allow_duplicate_messages.load(Ordering::Relaxed);
         let mut delivered = 0;
         let mut dropped = 0;
+        let mut later = Vec::new();
         // Each group's turn is taken before the registry is locked (the two locks are never
         // held together).
         let shared: Vec<_> = shared
@@ -1060,7 +1071,7 @@ impl Broker {
                     Client::Offline(session) => session.protocol.is_v5(),
                 };
                 for delivery in self.deliveries(message, &matches, v5 && duplicates) {
-                    match self.hand_over(&client_id, client, delivery, out) {
+                    match self.hand_over(&client_id, client, delivery, out, &mut later) {
                         Some(true) => delivered += 1,
                         Some(false) => dropped += 1,
                         None => {}
@@ -1068,15 +1079,27 @@ impl Broker {
                 }
             }
             for (share, members, start) in &shared {
-                match self.deliver_shared(&mut clients, message, share, members, *start, out) {
+                let handed = self.deliver_shared(
+                    &mut clients,
+                    message,
+                    share,
+                    members,
+                    *start,
+                    out,
+                    &mut later,
+                );
+                match handed {
                     Some(true) => delivered += 1,
                     Some(false) => dropped += 1,
                     None => {}
                 }
             }
             // One record for all of it, before anything else can be recorded about these
-            // deliveries.
+            // deliveries; then the deliveries that waited for it.
             self.flush(out);
+            let lost = self.send_later(later, out);
+            delivered -= lost;
+            dropped += lost;
         }
         self.counters
             .messages_sent
@@ -1124,13 +1147,19 @@ impl Broker {
     /// `None` when the client may not read it.
     ///
     /// With persistence, a delivery to a persistent session is recorded before it is handed
-    /// over (online: QoS 1 and 2; offline: whatever is queued).
+    /// over (online: QoS 1 and 2; offline: whatever is queued). Online, room is taken in the
+    /// connection's mailbox and the delivery waits in `later` until the records are appended
+    /// ([`send_later`](Self::send_later)): the connection records what it does with a
+    /// delivery (its packet identifier, its acknowledgement), and none of that may come
+    /// before the delivery's own record in the log, or a restart would replay it against
+    /// nothing and send the message again under a new identifier.
     fn hand_over(
         &self,
         client_id: &MqttString,
         client: &mut Client,
         delivery: Delivery,
         out: &mut Vec<Record>,
+        later: &mut Vec<Later>,
     ) -> Option<bool> {
         match client {
             Client::Online {
@@ -1138,23 +1167,25 @@ impl Broker {
                 persistent,
                 ..
             } => {
-                let stored =
-                    (self.persist && *persistent && delivery.qos != QoS::AtMostOnce).then(|| {
-                        let id = self.message_id(&delivery.message, &Clocks::read(), out);
-                        out.push(Record::Enqueue {
-                            client: client_id.to_string(),
-                            delivery: restore::stored_delivery(&delivery, id, None),
-                        });
-                        id
-                    });
-                let sent = mailbox.try_send(Mail::Deliver(delivery)).is_ok();
-                if !sent && let Some(id) = stored {
-                    out.push(Record::Done {
+                if self.persist && *persistent && delivery.qos != QoS::AtMostOnce {
+                    // A full mailbox drops it, as `try_send` would.
+                    let Some(room) = mailbox.reserve() else {
+                        return Some(false);
+                    };
+                    let message = self.message_id(&delivery.message, &Clocks::read(), out);
+                    out.push(Record::Enqueue {
                         client: client_id.to_string(),
-                        message: id,
+                        delivery: restore::stored_delivery(&delivery, message, None),
                     });
+                    later.push(Later {
+                        room,
+                        delivery,
+                        client: client_id.clone(),
+                        message,
+                    });
+                    return Some(true);
                 }
-                Some(sent)
+                Some(mailbox.try_send(Mail::Deliver(delivery)).is_ok())
             }
             Client::Offline(session) => {
                 // Checked against the client's ACL as it would be online.
@@ -1183,6 +1214,30 @@ impl Broker {
         }
     }
 
+    /// Sends the deliveries [`hand_over`](Self::hand_over) kept back, their records being
+    /// appended; returns how many were lost after all (a receiver gone meanwhile), recorded
+    /// as done. Called with the registry locked, as `hand_over` was.
+    fn send_later(&self, later: Vec<Later>, out: &mut Vec<Record>) -> u64 {
+        let mut lost = 0;
+        for Later {
+            room,
+            delivery,
+            client,
+            message,
+        } in later
+        {
+            if room.send(delivery).is_err() {
+                out.push(Record::Done {
+                    client: client.to_string(),
+                    message,
+                });
+                lost += 1;
+            }
+        }
+        self.flush(out);
+        lost
+    }
+
     /// Queues `delivery` in a session without a connection, as [`hand_over`](Self::hand_over)
     /// says.
     fn queue_offline(session: &mut Session, delivery: Delivery, now: Instant) -> Option<bool> {
@@ -1204,6 +1259,10 @@ impl Broker {
     /// `members` are in index order; `start` is the group's turn ([`next_member`]).
     ///
     /// [`next_member`]: Self::next_member
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the routing state threaded through: one call site per kind of routing"
+    )]
     fn deliver_shared(
         &self,
         clients: &mut HashMap<MqttString, Client>,
@@ -1212,6 +1271,7 @@ impl Broker {
         members: &[(MqttString, Match)],
         start: usize,
         out: &mut Vec<Record>,
+        later: &mut Vec<Later>,
     ) -> Option<bool> {
         let n = members.len();
         let make = |m: &Match| {
@@ -1228,7 +1288,7 @@ impl Broker {
         let mut result = None;
         for (client_id, m) in order.clone() {
             if let Some(client @ Client::Online { .. }) = clients.get_mut(client_id)
-                && self.hand_over(client_id, client, make(m), out) == Some(true)
+                && self.hand_over(client_id, client, make(m), out, later) == Some(true)
             {
                 result = Some(Some(true));
                 break;
@@ -1237,7 +1297,7 @@ impl Broker {
         if result.is_none() {
             for (client_id, m) in order {
                 if let Some(client @ Client::Offline(..)) = clients.get_mut(client_id) {
-                    result = Some(self.hand_over(client_id, client, make(m), out));
+                    result = Some(self.hand_over(client_id, client, make(m), out, later));
                     break;
                 }
             }
@@ -1273,10 +1333,19 @@ impl Broker {
         }
         if !members.is_empty() {
             let start = self.next_member(share, members.len());
-            let mut out = Vec::new();
+            let (mut out, mut later) = (Vec::new(), Vec::new());
             let mut clients = lock(&self.clients);
-            self.deliver_shared(&mut clients, message, share, &members, start, &mut out);
+            self.deliver_shared(
+                &mut clients,
+                message,
+                share,
+                &members,
+                start,
+                &mut out,
+                &mut later,
+            );
             self.flush(&mut out);
+            self.send_later(later, &mut out);
         }
     }
 
@@ -1517,6 +1586,103 @@ mod tests {
         while rx.borrow_and_update().status(lsn) != Some(true) {
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// A store that notes, as each record is appended, how many deliveries wait in one
+    /// mailbox.
+    #[derive(Debug, Default)]
+    struct Watching {
+        inner: MemoryStore,
+        mailbox: Mutex<Option<Mailbox>>,
+        /// Per record appended: whether it enqueues a delivery, and the mail the receiver could
+        /// take then.
+        seen: Mutex<Vec<(bool, usize)>>,
+    }
+
+    impl Store for Watching {
+        fn is_durable(&self) -> bool {
+            true
+        }
+        fn append(&self, record: &Record) -> crate::store::Lsn {
+            let enqueues = match record {
+                Record::Enqueue { .. } => true,
+                Record::Group(records) => {
+                    records.iter().any(|r| matches!(r, Record::Enqueue { .. }))
+                }
+                _ => false,
+            };
+            let queued = lock(&self.mailbox).as_ref().map_or(0, Mailbox::visible);
+            let mut seen = lock(&self.seen);
+            seen.push((enqueues, queued));
+            seen.len() as crate::store::Lsn
+        }
+        fn last_appended(&self) -> crate::store::Lsn {
+            lock(&self.seen).len() as crate::store::Lsn
+        }
+        fn durable(&self) -> tokio::sync::watch::Receiver<crate::store::Durable> {
+            self.inner.durable()
+        }
+        fn sync_acks(&self) -> bool {
+            true
+        }
+        fn refusing(&self) -> bool {
+            false
+        }
+        fn request_snapshot(&self) {}
+        fn close(&self) {}
+        fn syncs(&self) -> u64 {
+            0
+        }
+        fn sync_micros(&self) -> u64 {
+            0
+        }
+    }
+
+    /// The connection of a persistent session records what it does with each delivery (its
+    /// packet identifier, PUBREC, done), so it must not see a delivery before the delivery's
+    /// own record is appended: replayed in the other order, the identifier would be lost and
+    /// a QoS 2 message sent again under a new one after a restart, a second copy
+    /// [MQTT-4.3.3-3] [MQTT-4.4.0-1]. Shared subscriptions and a full mailbox included.
+    #[test]
+    fn a_delivery_reaches_a_persistent_connection_only_after_its_record() {
+        let store = Arc::new(Watching::default());
+        let b = Broker::with_store(
+            RoutingSettings {
+                upgrade_outgoing_qos: false,
+                allow_duplicate_messages: true,
+                outbound: OutboundLimits::default(),
+            },
+            Arc::clone(&store) as Arc<dyn Store>,
+        );
+        let (tx, mut rx) = mailbox(2);
+        let generation = b.next_generation();
+        let Claim::Fresh(session) = b.claim(&id("live"), Protocol::V311, false, tx, generation)
+        else {
+            panic!("a new client gets a fresh session");
+        };
+        b.session_accepted(&id("live"), generation, &session, false);
+        b.subscribe(&id("live"), &[filter("a/#", QoS::ExactlyOnce)]);
+        b.subscribe(&id("live"), &[filter("$share/g/s/#", QoS::ExactlyOnce)]);
+        *lock(&store.mailbox) = Some(rx.sender());
+
+        assert_eq!(b.publish(&message("a/b", QoS::ExactlyOnce, false, b"1")), 1);
+        assert_eq!(b.publish(&message("s/b", QoS::AtLeastOnce, false, b"2")), 1);
+        // The mailbox holds two: a third is refused, and recorded as nothing.
+        b.publish(&message("a/c", QoS::AtLeastOnce, false, b"3"));
+        let seen = lock(&store.seen).clone();
+        let enqueued: Vec<usize> = seen.iter().filter(|s| s.0).map(|s| s.1).collect();
+        assert_eq!(
+            enqueued,
+            [0, 1],
+            "mailbox counts as deliveries were recorded: {seen:?}"
+        );
+        for payload in [b"1", b"2"] {
+            let Some(Mail::Deliver(d)) = rx.try_recv() else {
+                panic!("a delivery");
+            };
+            assert_eq!(&d.message.payload[..], payload);
+        }
+        assert!(rx.try_recv().is_none());
     }
 
     /// Whether `client` resumes a session holding `n` messages.

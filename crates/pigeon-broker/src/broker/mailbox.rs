@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use super::Mail;
+use crate::message::Delivery;
 
 struct Shared {
     state: Mutex<State>,
@@ -113,6 +114,75 @@ impl Mailbox {
     #[must_use]
     pub fn queued(&self) -> usize {
         self.0.lock().deliveries as usize
+    }
+
+    /// Mail the receiver could take now (room reserved but not yet sent is not counted).
+    #[cfg(test)]
+    pub fn visible(&self) -> usize {
+        self.0.lock().queue.as_ref().map_or(0, |q| q.len())
+    }
+
+    /// Takes room for one delivery, to be sent later with [`Reserved::send`]; `None` when
+    /// the mailbox is full or its receiver gone. The broker reserves first where a
+    /// delivery's record must be appended before the connection can see the delivery (and
+    /// record what it does with it): the room taken, the record is appended, then the
+    /// delivery is sent, and cannot be refused for lack of room.
+    #[must_use]
+    pub fn reserve(&self) -> Option<Reserved> {
+        let mut state = self.0.lock();
+        if state.closed || state.deliveries >= state.capacity {
+            return None;
+        }
+        state.deliveries += 1;
+        Some(Reserved(Some(Arc::clone(&self.0))))
+    }
+}
+
+/// Room for one delivery in a mailbox (see [`Mailbox::reserve`]); given back if dropped
+/// unsent.
+pub struct Reserved(Option<Arc<Shared>>);
+
+impl Reserved {
+    /// Sends `delivery` into the room taken for it.
+    ///
+    /// # Errors
+    /// The delivery back, if the receiver has gone since the room was taken.
+    pub fn send(mut self, delivery: Delivery) -> Result<(), Delivery> {
+        let Some(shared) = self.0.take() else {
+            return Err(delivery);
+        };
+        let mut state = shared.lock();
+        if state.closed {
+            return Err(delivery);
+        }
+        state
+            .queue
+            .get_or_insert_default()
+            .push_back(Mail::Deliver(delivery));
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.take() {
+            let mut state = shared.lock();
+            // A closed mailbox counts nothing any more.
+            if !state.closed {
+                state.deliveries -= 1;
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Reserved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reserved").finish_non_exhaustive()
     }
 }
 
@@ -292,6 +362,37 @@ mod tests {
         assert!(matches!(rx.try_recv(), Some(Mail::Deliver(_))));
         assert!(rx.try_recv().is_none());
         assert_eq!(tx.queued(), 0);
+    }
+
+    #[test]
+    fn reserved_room_counts_until_sent_or_given_back() {
+        let (tx, mut rx) = mailbox(2);
+        let first = tx.reserve().expect("room");
+        let second = tx.reserve().expect("room");
+        // Both places are taken, though nothing is queued yet.
+        assert!(tx.reserve().is_none());
+        assert!(matches!(tx.try_send(delivery()), Err(SendError::Full(_))));
+        assert!(rx.try_recv().is_none());
+        drop(second);
+        assert_eq!(tx.queued(), 1);
+        let Mail::Deliver(d) = delivery() else {
+            unreachable!()
+        };
+        first.send(d).expect("receiver there");
+        assert!(matches!(rx.try_recv(), Some(Mail::Deliver(_))));
+        assert_eq!(tx.queued(), 0);
+
+        // The receiver goes while room is held: the send fails, and dropping counts nothing.
+        let held = tx.reserve().expect("room");
+        let unsent = tx.reserve().expect("room");
+        drop(rx);
+        let Mail::Deliver(d) = delivery() else {
+            unreachable!()
+        };
+        assert!(held.send(d).is_err());
+        drop(unsent);
+        assert_eq!(tx.queued(), 0);
+        assert!(tx.reserve().is_none());
     }
 
     #[tokio::test]
