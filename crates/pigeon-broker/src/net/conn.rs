@@ -1016,13 +1016,10 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
         Leave::Closed
     }
 
-    /// Whether the connection has nothing to do but wait, with nothing buffered either way:
-    /// then it may park. Not with `persistence` for now: the crash soak lost one acknowledged
-    /// message with parking on (see the issue 9 note), so a persisting broker keeps every
-    /// connection in its task, as before parking, until that is understood.
+    /// Whether the connection has nothing to do but wait, with nothing buffered either way
+    /// and no packet waiting for the store: then it may park.
     fn idle(&self) -> bool {
-        !self.shared.broker.persists()
-            && self.identity.is_some()
+        self.identity.is_some()
             && !self.conn.is_connecting()
             && self.rbuf.is_empty()
             && self.wbuf.is_empty()
