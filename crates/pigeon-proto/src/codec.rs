@@ -134,10 +134,9 @@ impl<'a> Reader<'a> {
     /// UTF-8 Encoded String (section 1.5.4).
     pub(crate) fn string(&mut self) -> Result<MqttString, DecodeError> {
         let len = usize::from(self.u16()?);
-        let raw = self.slice_ref(len)?;
-        MqttString::check(raw)?;
+        self.slice_ref(len)?;
         let start = self.pos - len;
-        Ok(MqttString::from_checked(self.buf.slice(start..self.pos)))
+        Ok(MqttString::from_bytes(self.buf.slice(start..self.pos))?)
     }
 
     /// A UTF-8 Encoded String that should be a Topic Name (PUBLISH, will topic). The common
@@ -153,10 +152,9 @@ impl<'a> Reader<'a> {
             let bytes = self.buf.slice(start..self.pos);
             return Ok(Ok(TopicName::from_checked(MqttString::from_checked(bytes))));
         }
-        MqttString::check(raw)?;
-        Ok(Err(MqttString::from_checked(
+        Ok(Err(MqttString::from_bytes(
             self.buf.slice(start..self.pos),
-        )))
+        )?))
     }
 
     /// Variable Byte Integer (section 1.5.5).
