@@ -1625,16 +1625,21 @@ mod tests {
         fn sync_acks(&self) -> bool {
             true
         }
+        // The rest as the store of `persistence false`.
         fn refusing(&self) -> bool {
-            false
+            self.inner.refusing()
         }
-        fn request_snapshot(&self) {}
-        fn close(&self) {}
+        fn request_snapshot(&self) {
+            self.inner.request_snapshot();
+        }
+        fn close(&self) {
+            self.inner.close();
+        }
         fn syncs(&self) -> u64 {
-            0
+            self.inner.syncs()
         }
         fn sync_micros(&self) -> u64 {
-            0
+            self.inner.sync_micros()
         }
     }
 
