@@ -1096,8 +1096,7 @@ impl Broker {
             }
             // One record for all of it, before anything else can be recorded about these
             // deliveries; then the deliveries that waited for it.
-            self.flush(out);
-            let lost = self.send_later(later, out);
+            let lost = self.flush_then_send(out, later);
             delivered -= lost;
             dropped += lost;
         }
@@ -1149,7 +1148,7 @@ impl Broker {
     /// With persistence, a delivery to a persistent session is recorded before it is handed
     /// over (online: QoS 1 and 2; offline: whatever is queued). Online, room is taken in the
     /// connection's mailbox and the delivery waits in `later` until the records are appended
-    /// ([`send_later`](Self::send_later)): the connection records what it does with a
+    /// ([`flush_then_send`](Self::flush_then_send)): the connection records what it does with a
     /// delivery (its packet identifier, its acknowledgement), and none of that may come
     /// before the delivery's own record in the log, or a restart would replay it against
     /// nothing and send the message again under a new identifier.
@@ -1214,10 +1213,11 @@ impl Broker {
         }
     }
 
-    /// Sends the deliveries [`hand_over`](Self::hand_over) kept back, their records being
-    /// appended; returns how many were lost after all (a receiver gone meanwhile), recorded
-    /// as done. Called with the registry locked, as `hand_over` was.
-    fn send_later(&self, later: Vec<Later>, out: &mut Vec<Record>) -> u64 {
+    /// Appends the gathered records, then sends the deliveries [`hand_over`](Self::hand_over)
+    /// kept back for them; returns how many were lost after all (a receiver gone meanwhile),
+    /// recorded as done. Called with the registry locked, as `hand_over` was.
+    fn flush_then_send(&self, out: &mut Vec<Record>, later: Vec<Later>) -> u64 {
+        self.flush(out);
         let mut lost = 0;
         for Later {
             room,
@@ -1344,8 +1344,7 @@ impl Broker {
                 &mut out,
                 &mut later,
             );
-            self.flush(&mut out);
-            self.send_later(later, &mut out);
+            self.flush_then_send(&mut out, later);
         }
     }
 

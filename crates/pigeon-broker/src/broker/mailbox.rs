@@ -52,6 +52,16 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Queues `mail` (its room counted already) and wakes the receiver, once unlocked.
+    fn push(mut state: MutexGuard<'_, State>, mail: Mail) {
+        state.queue.get_or_insert_default().push_back(mail);
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
 }
 
 /// The sending half of a connection's mailbox (cheap to clone).
@@ -101,12 +111,7 @@ impl Mailbox {
             }
             state.deliveries += 1;
         }
-        state.queue.get_or_insert_default().push_back(mail);
-        let waker = state.waker.take();
-        drop(state);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        Shared::push(state, mail);
         Ok(())
     }
 
@@ -151,19 +156,11 @@ impl Reserved {
         let Some(shared) = self.0.take() else {
             return Err(delivery);
         };
-        let mut state = shared.lock();
+        let state = shared.lock();
         if state.closed {
             return Err(delivery);
         }
-        state
-            .queue
-            .get_or_insert_default()
-            .push_back(Mail::Deliver(delivery));
-        let waker = state.waker.take();
-        drop(state);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        Shared::push(state, Mail::Deliver(delivery));
         Ok(())
     }
 }
