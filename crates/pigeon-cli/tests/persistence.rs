@@ -36,23 +36,12 @@ fn broker(extra: &str) -> Broker {
 
 /// Connects `id` with Clean Session 0; returns the client and Session Present.
 fn resume(b: &Broker, id: &str) -> (RawClient, bool) {
-    let connect = Connect {
-        clean_session: false,
-        ..Connect::new(id)
-    };
-    let (c, connack) = RawClient::connect_with(b, &connect);
-    let connack = connack.map(|p| p.to_bytes()).unwrap_or_default();
-    assert!(
-        connack == [0x20, 2, 0, 0] || connack == [0x20, 2, 1, 0],
-        "CONNACK accepting {id}: {connack:02x?}; broker log:\n{}",
-        b.log()
-    );
-    (c, connack[2] == 1)
+    try_resume(b, id).unwrap_or_else(|| panic!("no CONNACK for {id}; broker log:\n{}", b.log()))
 }
 
 /// As [`resume`], for a broker that may be killed meanwhile: `None` when the connection
 /// fails before a CONNACK (a CONNACK refusing the client still fails the test).
-fn try_resume(b: &Broker, id: &str) -> Option<RawClient> {
+fn try_resume(b: &Broker, id: &str) -> Option<(RawClient, bool)> {
     let mut c = RawClient::connect_addr(b.addr()).ok()?;
     let connect = Connect {
         clean_session: false,
@@ -65,7 +54,7 @@ fn try_resume(b: &Broker, id: &str) -> Option<RawClient> {
         "CONNACK accepting {id}: {connack:02x?}; broker log:\n{}",
         b.log()
     );
-    Some(c)
+    Some((c, connack[2] == 1))
 }
 
 // A persistent session's subscriptions and queued messages (QoS 0 included, with
@@ -441,7 +430,7 @@ fn crash_rounds(rounds: u32, online: bool) {
             signal(pid, "KILL");
         });
         // The kill may come before the CONNACK: then this round sends nothing.
-        if let Some(mut c) = try_resume(&b, "publisher") {
+        if let Some((mut c, _)) = try_resume(&b, "publisher") {
             // First the exchange a crash interrupted, then new messages until the next crash.
             let mut n = stages.len().saturating_sub(1) as u32;
             loop {

@@ -47,7 +47,7 @@ impl MqttString {
     /// If `s` contains U+0000 or is longer than 65,535 bytes: a programming error, never
     /// reachable from input.
     pub fn from_static(s: &'static str) -> Self {
-        match Self::check(s.as_bytes()) {
+        match Self::check_text(s) {
             Ok(()) => MqttString(ByteString::from_static(s)),
             Err(e) => panic!("invalid static MQTT string {s:?}: {e}"),
         }
@@ -58,13 +58,12 @@ impl MqttString {
     /// # Errors
     /// [`StringError`] when the bytes break a rule of section 1.5.4.
     pub fn from_bytes(bytes: Bytes) -> Result<Self, StringError> {
+        // Length first, as the rules are listed.
         if bytes.len() > usize::from(u16::MAX) {
             return Err(StringError::TooLong(bytes.len()));
         }
         let text = ByteString::try_from(bytes).map_err(|_| StringError::InvalidUtf8)?;
-        if text.as_bytes().contains(&0) {
-            return Err(StringError::NullCharacter);
-        }
+        Self::check_text(&text)?;
         Ok(MqttString(text))
     }
 
@@ -104,14 +103,13 @@ impl MqttString {
         })
     }
 
-    pub(crate) fn check(bytes: &[u8]) -> Result<(), StringError> {
-        if bytes.len() > usize::from(u16::MAX) {
-            return Err(StringError::TooLong(bytes.len()));
+    /// The rules of section 1.5.4 beyond well-formed UTF-8, which `text` is already: at most
+    /// 65,535 bytes, no U+0000.
+    fn check_text(text: &str) -> Result<(), StringError> {
+        if text.len() > usize::from(u16::MAX) {
+            return Err(StringError::TooLong(text.len()));
         }
-        if std::str::from_utf8(bytes).is_err() {
-            return Err(StringError::InvalidUtf8);
-        }
-        if bytes.contains(&0) {
+        if text.as_bytes().contains(&0) {
             return Err(StringError::NullCharacter);
         }
         Ok(())
@@ -121,7 +119,7 @@ impl MqttString {
     /// `unsafe` only `ByteString`'s own check can vouch for UTF-8: for plain ASCII it is one
     /// quick pass. Bytes that failed it (a caller's bug) would read as "".
     pub(crate) fn from_checked(bytes: Bytes) -> Self {
-        debug_assert!(Self::check(&bytes).is_ok());
+        debug_assert!(std::str::from_utf8(&bytes).is_ok_and(|s| Self::check_text(s).is_ok()));
         MqttString(ByteString::try_from(bytes).unwrap_or_default())
     }
 }
@@ -158,7 +156,7 @@ impl TryFrom<&str> for MqttString {
     type Error = StringError;
 
     fn try_from(s: &str) -> Result<Self, StringError> {
-        Self::check(s.as_bytes())?;
+        Self::check_text(s)?;
         Ok(MqttString(ByteString::from(s)))
     }
 }
@@ -167,7 +165,7 @@ impl TryFrom<String> for MqttString {
     type Error = StringError;
 
     fn try_from(s: String) -> Result<Self, StringError> {
-        Self::check(s.as_bytes())?;
+        Self::check_text(&s)?;
         Ok(MqttString(ByteString::from(s)))
     }
 }
