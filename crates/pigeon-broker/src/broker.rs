@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use foldhash::HashMap as FastMap;
 use pigeon_proto::properties::SubscriptionId;
 use pigeon_proto::{MqttString, Packet, Protocol, QoS, RetainHandling, TopicFilter};
 use tokio::sync::oneshot;
@@ -91,13 +92,6 @@ impl Match {
             retain_as_published: entry.0.retain_as_published,
         }
     }
-}
-
-/// The subscriptions of one client that a message matches: the first, and any others.
-#[derive(Debug)]
-struct Matches {
-    first: Match,
-    more: Vec<Match>,
 }
 
 /// A will waiting for its Will Delay Interval (MQTT 5.0, section 3.1.3.2).
@@ -304,11 +298,11 @@ pub struct Broker {
     outbound: RwLock<Arc<OutboundLimits>>,
     subscriptions: RwLock<SubscriptionTree<Subscriber, SubscriptionEntry>>,
     retained: RwLock<RetainedStore>,
-    clients: Mutex<HashMap<MqttString, Client>>,
+    clients: Mutex<FastMap<MqttString, Client>>,
     /// Round-robin positions of the shared subscriptions, by full filter.
-    shared_next: Mutex<HashMap<MqttString, usize>>,
+    shared_next: Mutex<FastMap<MqttString, usize>>,
     /// Wills waiting for their delay, by Client Identifier.
-    wills: Mutex<HashMap<MqttString, PendingWill>>,
+    wills: Mutex<FastMap<MqttString, PendingWill>>,
     generations: AtomicU64,
     ids: RandomState,
     /// What happened, for `$SYS`.
@@ -355,9 +349,9 @@ impl Broker {
             outbound: RwLock::new(Arc::new(settings.outbound)),
             subscriptions: RwLock::new(SubscriptionTree::new()),
             retained: RwLock::new(RetainedStore::default()),
-            clients: Mutex::new(HashMap::new()),
-            shared_next: Mutex::new(HashMap::new()),
-            wills: Mutex::new(HashMap::new()),
+            clients: Mutex::new(FastMap::default()),
+            shared_next: Mutex::new(FastMap::default()),
+            wills: Mutex::new(FastMap::default()),
             generations: AtomicU64::new(1),
             ids: RandomState::new(),
             counters: Counters::default(),
@@ -1011,7 +1005,9 @@ impl Broker {
     /// [`route`](Self::route), gathering the records it makes into `out` (appended while
     /// the registry is locked, so that nothing recorded about a delivery can precede them).
     fn route_into(&self, message: &Arc<Message>, out: &mut Vec<Record>) -> usize {
-        let mut direct: HashMap<MqttString, Matches> = HashMap::new();
+        // Each client's matches, gathered without a map: most messages match one
+        // subscription, and a map per message cost more than the rest of routing.
+        let mut direct: Vec<(MqttString, Match)> = Vec::new();
         let mut shared: HashMap<MqttString, Vec<(MqttString, Match)>> = HashMap::new();
         {
             let tree = self
@@ -1025,16 +1021,7 @@ impl Broker {
                         if entry.0.no_local && message.origin.as_ref() == Some(client) {
                             return;
                         }
-                        let m = Match::of(entry);
-                        match direct.entry(client.clone()) {
-                            Entry::Occupied(mut e) => e.get_mut().more.push(m),
-                            Entry::Vacant(e) => {
-                                e.insert(Matches {
-                                    first: m,
-                                    more: Vec::new(),
-                                });
-                            }
-                        }
+                        direct.push((client.clone(), Match::of(entry)));
                     }
                     Subscriber::Shared { share, client } => shared
                         .entry(share.clone())
@@ -1043,7 +1030,12 @@ impl Broker {
                 },
             );
         }
-        let matched = direct.len() + shared.len();
+        // A client's matches side by side, in the order they matched (the sort is stable).
+        if direct.len() > 1 {
+            direct.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        let clients_matched = direct.chunk_by(|a, b| a.0 == b.0).count();
+        let matched = clients_matched + shared.len();
         if matched == 0 {
             return 0;
         }
@@ -1062,21 +1054,22 @@ impl Broker {
             .collect();
         {
             let mut clients = lock(&self.clients);
-            for (client_id, matches) in direct {
-                let Some(client) = clients.get_mut(&client_id) else {
+            for matches in direct.chunk_by(|a, b| a.0 == b.0) {
+                let client_id = &matches[0].0;
+                let Some(client) = clients.get_mut(client_id) else {
                     continue;
                 };
                 let v5 = match client {
                     Client::Online { protocol, .. } => protocol.is_v5(),
                     Client::Offline(session) => session.protocol.is_v5(),
                 };
-                for delivery in self.deliveries(message, &matches, v5 && duplicates) {
-                    match self.hand_over(&client_id, client, delivery, out, &mut later) {
+                self.deliveries(message, matches, v5 && duplicates, |delivery| {
+                    match self.hand_over(client_id, client, delivery, out, &mut later) {
                         Some(true) => delivered += 1,
                         Some(false) => dropped += 1,
                         None => {}
                     }
-                }
+                });
             }
             for (share, members, start) in &shared {
                 let handed = self.deliver_shared(
@@ -1109,13 +1102,15 @@ impl Broker {
         matched
     }
 
-    /// The deliveries of `message` to one client whose subscriptions `matches` match it.
+    /// Calls `each` with the deliveries of `message` to one client whose subscriptions
+    /// `matches` match it (one client's matches, in the order they matched).
     fn deliveries(
         &self,
         message: &Arc<Message>,
-        matches: &Matches,
+        matches: &[(MqttString, Match)],
         one_per_match: bool,
-    ) -> Vec<Delivery> {
+        mut each: impl FnMut(Delivery),
+    ) {
         let single = |m: &Match| {
             let mut d = Delivery::new(
                 Arc::clone(message),
@@ -1125,20 +1120,23 @@ impl Broker {
             d.subscription_ids.extend(m.id);
             d
         };
-        if matches.more.is_empty() || one_per_match {
-            return std::iter::once(&matches.first)
-                .chain(&matches.more)
-                .map(single)
-                .collect();
+        let Some(((_, first), more)) = matches.split_first() else {
+            return;
+        };
+        if more.is_empty() || one_per_match {
+            for (_, m) in matches {
+                each(single(m));
+            }
+            return;
         }
         // One copy: the highest QoS [MQTT-3.3.4-2], every identifier [MQTT-3.3.4-3].
-        let mut d = single(&matches.first);
-        for m in &matches.more {
+        let mut d = single(first);
+        for (_, m) in more {
             d.qos = d.qos.max(self.delivery_qos(message.qos, m.qos));
             d.retain |= message.retain && m.retain_as_published;
             d.subscription_ids.extend(m.id);
         }
-        vec![d]
+        each(d);
     }
 
     /// Hands `delivery` to a client: to its connection's mailbox, or to its stored session.
@@ -1265,7 +1263,7 @@ impl Broker {
     )]
     fn deliver_shared(
         &self,
-        clients: &mut HashMap<MqttString, Client>,
+        clients: &mut FastMap<MqttString, Client>,
         message: &Arc<Message>,
         share: &MqttString,
         members: &[(MqttString, Match)],

@@ -1,6 +1,6 @@
 //! The retained-message store: a trie on topic levels, one message per topic.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;

@@ -1,7 +1,8 @@
 //! The subscription index: a trie on topic levels.
 
-use std::collections::HashMap;
 use std::hash::Hash;
+
+use foldhash::HashMap;
 
 /// A trie of topic filters, each holding the subscribers of that filter.
 ///
@@ -33,7 +34,7 @@ struct Node<K, V> {
 impl<K, V> Default for Node<K, V> {
     fn default() -> Self {
         Node {
-            children: HashMap::new(),
+            children: HashMap::default(),
             plus: None,
             multi: Vec::new(),
             exact: Vec::new(),
