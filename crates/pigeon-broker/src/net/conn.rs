@@ -815,8 +815,10 @@ enum Woke {
     Timeout,
     /// The peer closed the connection, or it failed.
     Closed,
-    /// Handled already (a write, mail).
+    /// Handled already (a write).
     Done,
+    /// Mail was taken and handled; what it made is still to be written.
+    Mail,
     /// The store's durable position moved (`true`: the store is gone).
     Durable(bool),
 }
@@ -933,7 +935,11 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
             // The select only says what woke the connection; what takes an `.await` is done
             // after it, once its futures are dropped, so that the connection's future holds
             // either those futures or the handling, not both.
+            // In a fixed order, reading first: a woken connection polls only what woke it and
+            // what comes before it, and tokio's budget for each task's I/O still stops a
+            // busy socket from keeping the later branches waiting.
             let woke = tokio::select! {
+                biased;
                 read = self.reader.read_some(&mut self.rbuf), if can_read => match read {
                     Ok(0) | Err(_) => Woke::Closed,
                     Ok(n) => Woke::Read(n),
@@ -943,14 +949,7 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
                 {
                     match written {
                         Ok((n, flushed)) => {
-                            self.unflushed = W::BUFFERED && !flushed;
-                            if n > 0 {
-                                self.shared.broker.counters.bytes_written(n);
-                            }
-                            if self.wbuf.is_empty() {
-                                // Drained: give the write buffer back too.
-                                self.wbuf = BytesMut::new();
-                            }
+                            self.wrote(n, flushed);
                             Woke::Done
                         }
                         Err(_) => Woke::Closed,
@@ -965,7 +964,7 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
                         let Some(mail) = rx.try_recv() else { break };
                         self.handle_mail(mail);
                     }
-                    Woke::Done
+                    Woke::Mail
                 }
                 changed = durable_changed(holding, self.durable.as_deref_mut()), if holding => {
                     Woke::Durable(changed.is_err())
@@ -1005,6 +1004,14 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
                     }
                     self.release_held();
                 }
+                Woke::Mail => {
+                    // What the mail brought leaves now if the socket takes it, not a turn of
+                    // the loop later.
+                    if self.write_now().await.is_err() {
+                        peer_closed = true;
+                        break;
+                    }
+                }
                 Woke::Done => {}
             }
         }
@@ -1017,6 +1024,37 @@ impl<R: ReadSide, W: WriteSide> Driver<R, W> {
         let _ = self.writer.shutdown().await;
         Box::pin(self.finish(peer_closed, rx)).await;
         Leave::Closed
+    }
+
+    /// Encodes what the connection has to send and offers it to the socket once, without
+    /// waiting: what the socket does not take now is left to the loop's select.
+    async fn write_now(&mut self) -> io::Result<()> {
+        self.flush_transmit();
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let polled = {
+            let mut write = std::pin::pin!(write_out(&mut self.writer, &mut self.wbuf));
+            std::future::poll_fn(|cx| std::task::Poll::Ready(write.as_mut().poll(cx))).await
+        };
+        if let std::task::Poll::Ready(written) = polled {
+            let (n, flushed) = written?;
+            self.wrote(n, flushed);
+        }
+        Ok(())
+    }
+
+    /// Accounts for `n` bytes written (`flushed`: and flushed below, where the writer
+    /// buffers).
+    fn wrote(&mut self, n: usize, flushed: bool) {
+        self.unflushed = W::BUFFERED && !flushed;
+        if n > 0 {
+            self.shared.broker.counters.bytes_written(n);
+        }
+        if self.wbuf.is_empty() {
+            // Drained: give the write buffer back too.
+            self.wbuf = BytesMut::new();
+        }
     }
 
     /// Whether the connection has nothing to do but wait, with nothing buffered either way
