@@ -123,6 +123,21 @@ pub(crate) struct SubStats {
 /// How many messages each subscriber should see, set once the publishers are done.
 type Expected = Arc<AtomicU64>;
 
+/// Waits about `wait` (then the caller looks at the time again), to within tens of
+/// microseconds where it matters. tokio's timer counts whole milliseconds: a publisher at
+/// 1,000 msg/s sleeping on it wakes every 2 to 4 ms and sends what fell due meanwhile as one
+/// burst, which is not the fixed rate asked for. Waits shorter than that are slept on a
+/// blocking thread, whose sleep the kernel's high-resolution timer ends.
+async fn pace(wait: Duration) {
+    const COARSE: Duration = Duration::from_millis(2);
+    if wait > COARSE {
+        tokio::time::sleep(wait - COARSE).await;
+    } else if !wait.is_zero() {
+        // A failed join (the runtime shutting down) leaves only the wait unfinished.
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(wait)).await;
+    }
+}
+
 async fn publisher(
     conn: Conn,
     spec: PubSpec,
@@ -181,7 +196,7 @@ async fn publisher(
             let due = (elapsed * spec.rate) as u64 + 1;
             if due <= sent {
                 let wait = (sent as f64 / spec.rate - elapsed).max(0.0);
-                tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+                pace(Duration::from_secs_f64(wait)).await;
                 continue;
             }
             n = n.min(due - sent);
