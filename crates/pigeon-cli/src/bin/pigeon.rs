@@ -104,15 +104,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         // Before any thread exists: fork, new session, stdin/stdout/stderr to /dev/null.
         nix::unistd::daemon(true, false)?;
     }
-    let runtime = if std::thread::available_parallelism().map_or(1, usize::from) == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(serve(settings, notes, &config, &args))
 }
 
