@@ -1034,11 +1034,10 @@ impl Broker {
         if direct.len() > 1 {
             direct.sort_by(|a, b| a.0.cmp(&b.0));
         }
-        let clients_matched = direct.chunk_by(|a, b| a.0 == b.0).count();
-        let matched = clients_matched + shared.len();
-        if matched == 0 {
+        if direct.is_empty() && shared.is_empty() {
             return 0;
         }
+        let mut matched = shared.len();
         let duplicates = self.allow_duplicate_messages.load(Ordering::Relaxed);
         let mut delivered = 0;
         let mut dropped = 0;
@@ -1055,6 +1054,7 @@ impl Broker {
         {
             let mut clients = lock(&self.clients);
             for matches in direct.chunk_by(|a, b| a.0 == b.0) {
+                matched += 1;
                 let client_id = &matches[0].0;
                 let Some(client) = clients.get_mut(client_id) else {
                     continue;

@@ -1,9 +1,9 @@
 //! The retained-message store: a trie on topic levels, one message per topic.
 
-use foldhash::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use foldhash::HashMap;
 
 use crate::message::Message;
 
