@@ -1102,6 +1102,19 @@ impl Broker {
         matched
     }
 
+    /// The delivery of `message` through one matching subscription: its QoS capped by the
+    /// subscription's, RETAIN kept only with Retain As Published [MQTT-3.3.1-12], its
+    /// Subscription Identifier [MQTT-3.3.4-3].
+    fn delivery(&self, message: &Arc<Message>, m: &Match) -> Delivery {
+        let mut d = Delivery::new(
+            Arc::clone(message),
+            self.delivery_qos(message.qos, m.qos),
+            message.retain && m.retain_as_published,
+        );
+        d.subscription_ids.extend(m.id);
+        d
+    }
+
     /// Calls `each` with the deliveries of `message` to one client whose subscriptions
     /// `matches` match it (one client's matches, in the order they matched).
     fn deliveries(
@@ -1111,15 +1124,7 @@ impl Broker {
         one_per_match: bool,
         mut each: impl FnMut(Delivery),
     ) {
-        let single = |m: &Match| {
-            let mut d = Delivery::new(
-                Arc::clone(message),
-                self.delivery_qos(message.qos, m.qos),
-                message.retain && m.retain_as_published,
-            );
-            d.subscription_ids.extend(m.id);
-            d
-        };
+        let single = |m: &Match| self.delivery(message, m);
         let Some(((_, first), more)) = matches.split_first() else {
             return;
         };
@@ -1273,12 +1278,7 @@ impl Broker {
     ) -> Option<bool> {
         let n = members.len();
         let make = |m: &Match| {
-            let mut d = Delivery::new(
-                Arc::clone(message),
-                self.delivery_qos(message.qos, m.qos),
-                message.retain && m.retain_as_published,
-            );
-            d.subscription_ids.extend(m.id);
+            let mut d = self.delivery(message, m);
             d.shared = Some(share.clone());
             d
         };
